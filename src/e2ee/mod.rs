@@ -1,0 +1,1 @@
+//! PLACEHOLDER: the participants' E2EE core (issue 3).

@@ -1,0 +1,40 @@
+//! The `blindfold` command: one binary, one subcommand per role. Everything lives in the
+//! library; this file only parses the command line and dispatches.
+
+use clap::{Parser, Subcommand};
+
+/// blindfold: a keyless media forwarder for end-to-end encrypted group calls.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the keyless forwarder (media over UDP, control API over HTTP).
+    Serve(blindfold::forwarder::config::ServeArgs),
+    /// Run the reference signalling service.
+    Signal(blindfold::signal::SignalArgs),
+    /// Run one headless E2EE participant.
+    Client(blindfold::client::ClientArgs),
+    /// Run a whole encrypted call on this machine and check its security properties.
+    Demo(blindfold::demo::DemoArgs),
+    /// Drive a forwarder with synthetic calls and measure loss and latency.
+    Load(blindfold::load::LoadArgs),
+    /// Sweep offered load until the service-level objective breaks; write a report.
+    Plan(blindfold::load::plan::PlanArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    blindfold::telemetry::init();
+    match Cli::parse().command {
+        Command::Serve(args) => blindfold::forwarder::run_cli(args),
+        Command::Signal(args) => blindfold::signal::run_cli(args),
+        Command::Client(args) => blindfold::client::run_cli(args),
+        Command::Demo(args) => blindfold::demo::run_cli(args),
+        Command::Load(args) => blindfold::load::run_cli(args),
+        Command::Plan(args) => blindfold::load::plan::run_cli(args),
+    }
+}

@@ -1,0 +1,35 @@
+//! Process-wide logging setup shared by every subcommand.
+//!
+//! Owns the tracing subscriber only. Log lines at info level and below must never carry
+//! addresses, ids or keys; modules that need to mention them at debug level wrap them
+//! in [`Redacted`].
+
+use std::fmt;
+
+/// Installs a `tracing` subscriber filtered by `RUST_LOG` (default `info`), writing to
+/// stderr. Safe to call more than once (later calls are no-ops).
+pub fn init() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Wraps a value that must not reach logs verbatim (an address, an id, a key).
+///
+/// `Display`/`Debug` print only a placeholder, so a stray `{}` cannot leak it.
+pub struct Redacted<T>(pub T);
+
+impl<T> fmt::Display for Redacted<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl<T> fmt::Debug for Redacted<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
