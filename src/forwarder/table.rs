@@ -1,0 +1,547 @@
+//! Routing state: the shard-local [`Table`] every packet is looked up in, the immutable
+//! per-conference [`ConfRoutes`] shared between shards, and the [`Update`]s that change
+//! them.
+//!
+//! Owns data layout and update application only; it performs no I/O, reads no clock and
+//! knows nothing of HTTP or of packet formats.
+//!
+//! # Why per-shard copies fed by channels
+//! Every shard owns a private `Table` and reads it with plain loads: no lock, no atomic,
+//! no epoch pin on the per-packet path. The control thread is the only writer of the
+//! authoritative model; it turns every change into [`Update`]s and pushes one to each
+//! shard's crossbeam channel, waking the shard. A shard drains its channel between
+//! receive batches, so it never waits on the control thread and updates apply while
+//! forwarding continues. Channels are FIFO per shard, so a shard sees the control
+//! thread's changes in order (an endpoint's routes go before its removal, a slot is
+//! freed before it is reused).
+//!
+//! The data that changes often and is small (an endpoint's latched address and consent
+//! deadline) is a delta applied in place. The derived fan-out of a conference
+//! (SSRC → owner and subscribers) is rebuilt by the control thread as an immutable
+//! [`ConfRoutes`] and shared by `Arc`: a rebuild costs O(conference size), is done
+//! once for all shards, and a shard swaps it in with one pointer store. Subscribers are
+//! stored as endpoint slots, not addresses, so a NAT rebinding never forces a rebuild.
+//!
+//! Simulcast and pause fit without a redesign: a subscription lands in the subscriber
+//! list of exactly the SSRC (layer) it selects, and a paused one in none.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Index of an endpoint slot. Allocated by the control thread, reused after removal.
+pub type EpIdx = u32;
+/// Index of a conference slot. Allocated by the control thread, reused after removal.
+pub type ConfIdx = u32;
+
+type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
+
+/// ICE-lite credentials of one endpoint: the forwarder's ufrag and the pwd that keys
+/// MESSAGE-INTEGRITY.
+#[derive(Clone, Debug)]
+pub struct IceCreds {
+    /// The forwarder-side ufrag (first half of USERNAME).
+    pub ufrag: Box<str>,
+    /// The pwd as bytes (the HMAC-SHA1 key).
+    pub pwd: Box<[u8]>,
+}
+
+/// One SSRC's route: who may send it and who receives it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SsrcRoute {
+    /// The only endpoint allowed to send this SSRC.
+    pub owner: EpIdx,
+    /// Endpoints that get a copy of every packet of this SSRC (never the owner).
+    pub subscribers: Box<[EpIdx]>,
+}
+
+/// The derived fan-out of one conference; immutable once built, shared by all shards.
+#[derive(Clone, Debug, Default)]
+pub struct ConfRoutes {
+    by_ssrc: FastMap<u32, SsrcRoute>,
+}
+
+impl ConfRoutes {
+    /// The route of `ssrc`, if some endpoint of the conference owns it.
+    #[inline]
+    pub fn get(&self, ssrc: u32) -> Option<&SsrcRoute> {
+        self.by_ssrc.get(&ssrc)
+    }
+
+    /// Number of SSRCs routed.
+    pub fn len(&self) -> usize {
+        self.by_ssrc.len()
+    }
+
+    /// True when no SSRC is routed.
+    pub fn is_empty(&self) -> bool {
+        self.by_ssrc.is_empty()
+    }
+}
+
+/// An SSRC was claimed by two endpoints of one conference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("ssrc {ssrc} is already owned by another endpoint")]
+pub struct SsrcTaken {
+    /// The contested SSRC.
+    pub ssrc: u32,
+}
+
+/// Builds a [`ConfRoutes`] from the control thread's model of one conference.
+#[derive(Default)]
+pub struct ConfRoutesBuilder {
+    owners: FastMap<u32, (EpIdx, Vec<EpIdx>)>,
+}
+
+impl ConfRoutesBuilder {
+    /// Declares that `owner` sends `ssrc`.
+    pub fn own(&mut self, ssrc: u32, owner: EpIdx) -> Result<(), SsrcTaken> {
+        match self.owners.get(&ssrc) {
+            Some((o, _)) if *o != owner => Err(SsrcTaken { ssrc }),
+            Some(_) => Ok(()),
+            None => {
+                self.owners.insert(ssrc, (owner, Vec::new()));
+                Ok(())
+            }
+        }
+    }
+
+    /// Adds `subscriber` to the receivers of `ssrc`. Unknown SSRCs, the owner itself
+    /// and duplicates are ignored, so callers can derive subscriptions naively.
+    pub fn subscribe(&mut self, ssrc: u32, subscriber: EpIdx) {
+        if let Some((owner, subs)) = self.owners.get_mut(&ssrc)
+            && *owner != subscriber
+            && !subs.contains(&subscriber)
+        {
+            subs.push(subscriber);
+        }
+    }
+
+    /// Freezes the routes.
+    pub fn build(self) -> ConfRoutes {
+        let by_ssrc = self
+            .owners
+            .into_iter()
+            .map(|(ssrc, (owner, subs))| {
+                (
+                    ssrc,
+                    SsrcRoute {
+                        owner,
+                        subscribers: subs.into_boxed_slice(),
+                    },
+                )
+            })
+            .collect();
+        ConfRoutes { by_ssrc }
+    }
+}
+
+/// Where an endpoint's address came from, which decides whether consent applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Latch {
+    /// Declared through the control API (a plain-RTP peer): no consent checks.
+    Declared,
+    /// Latched by a verified STUN check; consent expires at the given instant.
+    Stun {
+        /// When consent lapses unless refreshed (RFC 7675).
+        consent_until: Instant,
+    },
+}
+
+/// A change to the routing state, sent by the control thread to every shard in order.
+#[derive(Debug, Clone)]
+pub enum Update {
+    /// Creates (or replaces) endpoint slot `ep` in conference `conf`, unlatched.
+    Endpoint {
+        /// Slot index.
+        ep: EpIdx,
+        /// Generation of the slot, bumped on every reuse; stale latch events carry an
+        /// older one and are ignored.
+        generation: u32,
+        /// The conference it belongs to.
+        conf: ConfIdx,
+        /// ICE credentials; `None` for peers latched only by a declared address.
+        ice: Option<IceCreds>,
+        /// Ingress limits for this endpoint.
+        limits: IngressLimits,
+    },
+    /// Frees endpoint slot `ep`: it stops sending and receiving at once.
+    RemoveEndpoint {
+        /// Slot index.
+        ep: EpIdx,
+    },
+    /// Sets (or clears, with `None`) the address of `ep`.
+    Address {
+        /// Slot index.
+        ep: EpIdx,
+        /// Must match the slot's generation, or the update is stale and ignored.
+        generation: u32,
+        /// The new address; `None` unlatches.
+        addr: Option<(SocketAddr, Latch)>,
+    },
+    /// Replaces the routes of conference `conf`; `None` removes the conference.
+    Routes {
+        /// Conference slot.
+        conf: ConfIdx,
+        /// The new routes.
+        routes: Option<Arc<ConfRoutes>>,
+    },
+}
+
+/// Per-endpoint ingress limits (token buckets). Zero disables a limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IngressLimits {
+    /// Sustained packets per second.
+    pub packets_per_sec: u32,
+    /// Sustained bytes per second.
+    pub bytes_per_sec: u32,
+    /// Burst allowance, in milliseconds of the sustained rates.
+    pub burst_ms: u32,
+}
+
+impl IngressLimits {
+    /// No limits.
+    pub const UNLIMITED: Self = Self {
+        packets_per_sec: 0,
+        bytes_per_sec: 0,
+        burst_ms: 0,
+    };
+}
+
+/// A token bucket over packets and bytes, refilled from the `now` the caller passes in.
+#[derive(Debug, Clone)]
+pub struct TokenBucket {
+    limits: IngressLimits,
+    packets: f64,
+    bytes: f64,
+    last: Option<Instant>,
+}
+
+impl TokenBucket {
+    /// A full bucket for `limits`.
+    pub fn new(limits: IngressLimits) -> Self {
+        let burst = f64::from(limits.burst_ms) / 1000.0;
+        Self {
+            limits,
+            packets: f64::from(limits.packets_per_sec) * burst,
+            bytes: f64::from(limits.bytes_per_sec) * burst,
+            last: None,
+        }
+    }
+
+    /// Takes one packet of `len` bytes; false when either bucket is empty.
+    #[inline]
+    pub fn take(&mut self, len: usize, now: Instant) -> bool {
+        let l = self.limits;
+        if l.packets_per_sec == 0 && l.bytes_per_sec == 0 {
+            return true;
+        }
+        let burst = f64::from(l.burst_ms) / 1000.0;
+        if let Some(last) = self.last {
+            let dt = now.saturating_duration_since(last).as_secs_f64();
+            self.packets = (self.packets + dt * f64::from(l.packets_per_sec))
+                .min(f64::from(l.packets_per_sec) * burst);
+            self.bytes = (self.bytes + dt * f64::from(l.bytes_per_sec))
+                .min(f64::from(l.bytes_per_sec) * burst);
+        }
+        self.last = Some(now);
+        let len = len as f64;
+        let pkt_ok = l.packets_per_sec == 0 || self.packets >= 1.0;
+        let byte_ok = l.bytes_per_sec == 0 || self.bytes >= len;
+        if pkt_ok && byte_ok {
+            if l.packets_per_sec != 0 {
+                self.packets -= 1.0;
+            }
+            if l.bytes_per_sec != 0 {
+                self.bytes -= len;
+            }
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// One endpoint as a shard sees it.
+#[derive(Debug, Clone)]
+pub struct Slot {
+    /// Generation of this slot (see [`Update::Endpoint`]).
+    pub generation: u32,
+    /// Conference slot.
+    pub conf: ConfIdx,
+    /// ICE credentials, if the endpoint latches through STUN.
+    pub ice: Option<IceCreds>,
+    /// Latched address and how it was latched.
+    pub addr: Option<(SocketAddr, Latch)>,
+    /// Ingress token bucket (per shard: a sender's packets hash to one shard).
+    pub bucket: TokenBucket,
+}
+
+impl Slot {
+    /// The address to send to at `now`, if latched and consent has not lapsed.
+    #[inline]
+    pub fn dest(&self, now: Instant) -> Option<SocketAddr> {
+        match self.addr {
+            Some((a, Latch::Declared)) => Some(a),
+            Some((a, Latch::Stun { consent_until })) if now < consent_until => Some(a),
+            _ => None,
+        }
+    }
+}
+
+/// A shard's private copy of the routing state.
+#[derive(Default)]
+pub struct Table {
+    slots: Vec<Option<Slot>>,
+    by_addr: FastMap<SocketAddr, EpIdx>,
+    by_ufrag: FastMap<Box<str>, EpIdx>,
+    confs: Vec<Option<Arc<ConfRoutes>>>,
+}
+
+impl Table {
+    /// Applies one update. Never fails: stale or unknown references are ignored, since
+    /// the control thread's model is authoritative and a later update repairs any gap.
+    pub fn apply(&mut self, update: Update) {
+        match update {
+            Update::Endpoint {
+                ep,
+                generation,
+                conf,
+                ice,
+                limits,
+            } => {
+                self.remove_endpoint(ep);
+                let i = ep as usize;
+                if self.slots.len() <= i {
+                    self.slots.resize_with(i + 1, || None);
+                }
+                if let Some(ice) = &ice {
+                    self.by_ufrag.insert(ice.ufrag.clone(), ep);
+                }
+                self.slots[i] = Some(Slot {
+                    generation,
+                    conf,
+                    ice,
+                    addr: None,
+                    bucket: TokenBucket::new(limits),
+                });
+            }
+            Update::RemoveEndpoint { ep } => self.remove_endpoint(ep),
+            Update::Address {
+                ep,
+                generation,
+                addr,
+            } => {
+                self.set_address(ep, generation, addr);
+            }
+            Update::Routes { conf, routes } => {
+                let i = conf as usize;
+                if self.confs.len() <= i {
+                    self.confs.resize_with(i + 1, || None);
+                }
+                self.confs[i] = routes;
+            }
+        }
+    }
+
+    /// Sets the address of `ep` if `generation` is current; keeps the address index in
+    /// step. Returns whether anything changed.
+    pub fn set_address(
+        &mut self,
+        ep: EpIdx,
+        generation: u32,
+        addr: Option<(SocketAddr, Latch)>,
+    ) -> bool {
+        let Some(Some(slot)) = self.slots.get_mut(ep as usize) else {
+            return false;
+        };
+        if slot.generation != generation {
+            return false;
+        }
+        let old = slot.addr.map(|(a, _)| a);
+        slot.addr = addr;
+        let new = addr.map(|(a, _)| a);
+        if old != new {
+            if let Some(old) = old
+                && self.by_addr.get(&old) == Some(&ep)
+            {
+                self.by_addr.remove(&old);
+            }
+            if let Some(new) = new {
+                // An address belongs to one endpoint: a rebinding that reuses another
+                // endpoint's old address unlatches that endpoint.
+                if let Some(prev) = self.by_addr.insert(new, ep)
+                    && prev != ep
+                    && let Some(Some(p)) = self.slots.get_mut(prev as usize)
+                {
+                    p.addr = None;
+                }
+            }
+        }
+        true
+    }
+
+    fn remove_endpoint(&mut self, ep: EpIdx) {
+        let Some(entry) = self.slots.get_mut(ep as usize) else {
+            return;
+        };
+        if let Some(slot) = entry.take() {
+            if let Some((a, _)) = slot.addr
+                && self.by_addr.get(&a) == Some(&ep)
+            {
+                self.by_addr.remove(&a);
+            }
+            if let Some(ice) = slot.ice
+                && self.by_ufrag.get(&ice.ufrag) == Some(&ep)
+            {
+                self.by_ufrag.remove(&ice.ufrag);
+            }
+        }
+    }
+
+    /// The endpoint latched at `addr`.
+    #[inline]
+    pub fn by_addr(&self, addr: &SocketAddr) -> Option<EpIdx> {
+        self.by_addr.get(addr).copied()
+    }
+
+    /// The endpoint whose forwarder-side ufrag is `ufrag`.
+    #[inline]
+    pub fn by_ufrag(&self, ufrag: &str) -> Option<EpIdx> {
+        self.by_ufrag.get(ufrag).copied()
+    }
+
+    /// Endpoint slot `ep`.
+    #[inline]
+    pub fn slot(&self, ep: EpIdx) -> Option<&Slot> {
+        self.slots.get(ep as usize).and_then(Option::as_ref)
+    }
+
+    /// Endpoint slot `ep`, mutable.
+    #[inline]
+    pub fn slot_mut(&mut self, ep: EpIdx) -> Option<&mut Slot> {
+        self.slots.get_mut(ep as usize).and_then(Option::as_mut)
+    }
+
+    /// Routes of conference `conf`.
+    #[inline]
+    pub fn routes(&self, conf: ConfIdx) -> Option<&ConfRoutes> {
+        self.confs.get(conf as usize).and_then(|c| c.as_deref())
+    }
+
+    /// Number of live endpoint slots and of latched addresses (for metrics and tests).
+    pub fn counts(&self) -> (usize, usize) {
+        (self.slots.iter().flatten().count(), self.by_addr.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn ep(table: &mut Table, ep: EpIdx, generation: u32, conf: ConfIdx) {
+        table.apply(Update::Endpoint {
+            ep,
+            generation,
+            conf,
+            ice: Some(IceCreds {
+                ufrag: format!("u{ep}").into(),
+                pwd: b"pwd".to_vec().into(),
+            }),
+            limits: IngressLimits::UNLIMITED,
+        });
+    }
+
+    fn addr(p: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], p))
+    }
+
+    #[test]
+    fn builder_rejects_double_ownership_and_skips_owner_as_subscriber() {
+        let mut b = ConfRoutesBuilder::default();
+        b.own(10, 1).unwrap();
+        assert_eq!(b.own(10, 2), Err(SsrcTaken { ssrc: 10 }));
+        b.own(10, 1).unwrap();
+        b.subscribe(10, 1);
+        b.subscribe(10, 2);
+        b.subscribe(10, 2);
+        b.subscribe(99, 3);
+        let r = b.build();
+        assert_eq!(r.get(10).unwrap().subscribers.as_ref(), &[2]);
+        assert!(r.get(99).is_none());
+    }
+
+    #[test]
+    fn addresses_follow_latch_rebind_and_removal() {
+        let mut t = Table::default();
+        ep(&mut t, 0, 1, 0);
+        ep(&mut t, 1, 1, 0);
+        assert!(t.set_address(0, 1, Some((addr(1000), Latch::Declared))));
+        assert_eq!(t.by_addr(&addr(1000)), Some(0));
+        // stale generation is ignored
+        assert!(!t.set_address(0, 7, Some((addr(2000), Latch::Declared))));
+        assert_eq!(t.by_addr(&addr(2000)), None);
+        // rebinding moves the endpoint
+        t.set_address(0, 1, Some((addr(2000), Latch::Declared)));
+        assert_eq!(t.by_addr(&addr(1000)), None);
+        assert_eq!(t.by_addr(&addr(2000)), Some(0));
+        // another endpoint taking the address unlatches the first
+        t.set_address(1, 1, Some((addr(2000), Latch::Declared)));
+        assert_eq!(t.by_addr(&addr(2000)), Some(1));
+        assert!(t.slot(0).unwrap().addr.is_none());
+        // removal frees address and ufrag
+        t.apply(Update::RemoveEndpoint { ep: 1 });
+        assert_eq!(t.by_addr(&addr(2000)), None);
+        assert_eq!(t.by_ufrag("u1"), None);
+        assert_eq!(t.by_ufrag("u0"), Some(0));
+        assert_eq!(t.counts(), (1, 0));
+    }
+
+    #[test]
+    fn slot_reuse_clears_old_state() {
+        let mut t = Table::default();
+        ep(&mut t, 3, 1, 0);
+        t.set_address(3, 1, Some((addr(1), Latch::Declared)));
+        ep(&mut t, 3, 2, 5);
+        assert_eq!(t.by_addr(&addr(1)), None);
+        assert_eq!(t.slot(3).unwrap().conf, 5);
+        assert!(!t.set_address(3, 1, Some((addr(1), Latch::Declared))));
+    }
+
+    #[test]
+    fn consent_expiry_stops_destination() {
+        let mut t = Table::default();
+        ep(&mut t, 0, 1, 0);
+        let now = Instant::now();
+        t.set_address(
+            0,
+            1,
+            Some((
+                addr(5),
+                Latch::Stun {
+                    consent_until: now + Duration::from_secs(30),
+                },
+            )),
+        );
+        let s = t.slot(0).unwrap();
+        assert_eq!(s.dest(now), Some(addr(5)));
+        assert_eq!(s.dest(now + Duration::from_secs(31)), None);
+    }
+
+    #[test]
+    fn token_bucket_limits_packets_and_refills() {
+        let now = Instant::now();
+        let mut b = TokenBucket::new(IngressLimits {
+            packets_per_sec: 100,
+            bytes_per_sec: 0,
+            burst_ms: 100,
+        });
+        let passed = (0..50).filter(|_| b.take(100, now)).count();
+        assert_eq!(passed, 10);
+        assert!(b.take(100, now + Duration::from_millis(20)));
+        let mut unlimited = TokenBucket::new(IngressLimits::UNLIMITED);
+        assert!((0..10_000).all(|_| unlimited.take(1500, now)));
+    }
+}
