@@ -1,7 +1,7 @@
 //! The `blindfold` command: one binary, one subcommand per role. Everything lives in the
 //! library; this file only parses the command line and dispatches.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// blindfold: a keyless media forwarder for end-to-end encrypted group calls.
 #[derive(Parser)]
@@ -29,8 +29,12 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     blindfold::telemetry::init();
-    match Cli::parse().command {
-        Command::Serve(args) => blindfold::forwarder::run_cli(args),
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    match cli.command {
+        // The serve matches tell which settings were given explicitly, so a --config
+        // file fills in only the rest.
+        Command::Serve(args) => blindfold::forwarder::run_cli(args, matches.subcommand_matches("serve")),
         Command::Signal(args) => blindfold::signal::run_cli(args),
         Command::Client(args) => blindfold::client::run_cli(args),
         Command::Demo(args) => blindfold::demo::run_cli(args),

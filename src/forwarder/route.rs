@@ -1,1 +1,481 @@
-//! (in progress)
+//! The sans-IO routing core: one datagram, its source and the current time in; the copies
+//! to send (or a STUN reply, or a drop reason) out.
+//!
+//! Owns the per-packet decisions: who may send, who receives, latching and consent.
+//! Touches no socket and reads no clock (time is passed in), so it is unit-tested and
+//! benchmarked without a network. It allocates nothing per packet: transmits go into a
+//! caller-owned vector whose capacity the caller keeps ahead of the largest fan-out.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::ShardEvent;
+use super::ice::{self, BindingRequest};
+use super::metrics::{DropReason, LocalCounters};
+use super::packet::{self, Class, RtcpRoute};
+use super::table::{Latch, Table, Update};
+
+/// One copy to send: which buffer (the caller's numbering) to which address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transmit {
+    /// The caller's buffer index (the receive slot the datagram sits in).
+    pub buf: u16,
+    /// Destination.
+    pub dst: SocketAddr,
+}
+
+/// What became of one datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// This many copies were pushed to the transmit list.
+    Forwarded(usize),
+    /// A STUN response of this length was written to the reply buffer; send it to the
+    /// source.
+    Reply(usize),
+    /// Not forwarded; the reason has been counted.
+    Dropped(DropReason),
+}
+
+/// Routing settings that do not change at run time.
+#[derive(Debug, Clone, Copy)]
+pub struct RouterConfig {
+    /// Consent lapses this long after the last valid STUN check (RFC 7675).
+    pub consent_timeout: Duration,
+}
+
+/// A shard's routing state and per-packet logic.
+pub struct Router {
+    table: Table,
+    cfg: RouterConfig,
+    counters: LocalCounters,
+    events: Vec<ShardEvent>,
+}
+
+impl Router {
+    /// An empty router.
+    pub fn new(cfg: RouterConfig) -> Self {
+        Self {
+            table: Table::default(),
+            cfg,
+            counters: LocalCounters::default(),
+            events: Vec::with_capacity(64),
+        }
+    }
+
+    /// Applies a control update.
+    pub fn apply(&mut self, update: Update) {
+        self.table.apply(update);
+    }
+
+    /// The routing table (read-only, for metrics and tests).
+    pub fn table(&self) -> &Table {
+        &self.table
+    }
+
+    /// Counters accumulated since the last call; resets them.
+    pub fn take_counters(&mut self) -> LocalCounters {
+        std::mem::take(&mut self.counters)
+    }
+
+    /// Counters accumulated so far, for the caller to add its own I/O counts to.
+    pub fn counters_mut(&mut self) -> &mut LocalCounters {
+        &mut self.counters
+    }
+
+    /// Events for the control thread produced since the last call.
+    pub fn drain_events(&mut self) -> std::vec::Drain<'_, ShardEvent> {
+        self.events.drain(..)
+    }
+
+    /// Routes one datagram from `src` sitting in the caller's buffer `buf`.
+    #[inline]
+    pub fn handle(
+        &mut self,
+        buf: u16,
+        pkt: &[u8],
+        src: SocketAddr,
+        now: Instant,
+        out: &mut Vec<Transmit>,
+        reply: &mut [u8; ice::MAX_RESPONSE],
+    ) -> Outcome {
+        let outcome = match packet::classify(pkt) {
+            Class::Rtp => self.rtp(buf, pkt, src, now, out),
+            Class::Rtcp => self.rtcp(buf, pkt, src, now, out),
+            Class::Stun => self.stun(pkt, src, now, reply),
+            Class::Other => Outcome::Dropped(DropReason::Unclassified),
+        };
+        match outcome {
+            Outcome::Dropped(r) => self.counters.drop(r),
+            Outcome::Forwarded(_) | Outcome::Reply(_) => {}
+        }
+        outcome
+    }
+
+    /// Finds the latched sender and charges its ingress bucket.
+    #[inline]
+    fn sender(&mut self, src: &SocketAddr, len: usize, now: Instant) -> Result<u32, DropReason> {
+        let ep = self.table.by_addr(src).ok_or(DropReason::UnknownSource)?;
+        let slot = self.table.slot_mut(ep).ok_or(DropReason::UnknownSource)?;
+        if slot.bucket.take(len, now) {
+            Ok(ep)
+        } else {
+            Err(DropReason::RateLimited)
+        }
+    }
+
+    /// Queues a copy for every subscriber of `ssrc`, which `ep` must own.
+    #[inline]
+    fn fan_out(
+        &mut self,
+        ep: u32,
+        ssrc: u32,
+        buf: u16,
+        now: Instant,
+        out: &mut Vec<Transmit>,
+    ) -> Result<usize, DropReason> {
+        let t = &self.table;
+        let conf = t.slot(ep).ok_or(DropReason::UnknownSource)?.conf;
+        let route = t
+            .routes(conf)
+            .and_then(|r| r.get(ssrc))
+            .filter(|r| r.owner == ep)
+            .ok_or(DropReason::SsrcNotOwned)?;
+        let mut n = 0;
+        let mut missing = 0;
+        for &sub in route.subscribers.iter() {
+            match t.slot(sub).and_then(|s| s.dest(now)) {
+                Some(dst) => {
+                    out.push(Transmit { buf, dst });
+                    n += 1;
+                }
+                None => missing += 1,
+            }
+        }
+        self.counters.drops[DropReason::NoDestination as usize] += missing;
+        Ok(n)
+    }
+
+    fn rtp(
+        &mut self,
+        buf: u16,
+        pkt: &[u8],
+        src: SocketAddr,
+        now: Instant,
+        out: &mut Vec<Transmit>,
+    ) -> Outcome {
+        let ep = match self.sender(&src, pkt.len(), now) {
+            Ok(ep) => ep,
+            Err(r) => return Outcome::Dropped(r),
+        };
+        let Some(ssrc) = packet::rtp_ssrc(pkt) else {
+            return Outcome::Dropped(DropReason::Malformed);
+        };
+        match self.fan_out(ep, ssrc, buf, now, out) {
+            Ok(n) => {
+                self.counters.rtp_forwarded += 1;
+                Outcome::Forwarded(n)
+            }
+            Err(r) => Outcome::Dropped(r),
+        }
+    }
+
+    fn rtcp(
+        &mut self,
+        buf: u16,
+        pkt: &[u8],
+        src: SocketAddr,
+        now: Instant,
+        out: &mut Vec<Transmit>,
+    ) -> Outcome {
+        let ep = match self.sender(&src, pkt.len(), now) {
+            Ok(ep) => ep,
+            Err(r) => return Outcome::Dropped(r),
+        };
+        let result = match packet::rtcp_route(pkt) {
+            Some(RtcpRoute::FromSender(ssrc)) => self.fan_out(ep, ssrc, buf, now, out),
+            Some(RtcpRoute::ToMedia(ssrc)) => self.feedback(ep, ssrc, buf, now, out),
+            None => Err(DropReason::RtcpNoTarget),
+        };
+        match result {
+            Ok(n) => {
+                self.counters.rtcp_forwarded += 1;
+                Outcome::Forwarded(n)
+            }
+            Err(r) => Outcome::Dropped(r),
+        }
+    }
+
+    /// Receiver feedback goes to the owner of the media SSRC, and only from an endpoint
+    /// that subscribes to it, so nobody can aim feedback (PLI floods) at a stream it
+    /// does not receive.
+    fn feedback(
+        &mut self,
+        ep: u32,
+        ssrc: u32,
+        buf: u16,
+        now: Instant,
+        out: &mut Vec<Transmit>,
+    ) -> Result<usize, DropReason> {
+        let t = &self.table;
+        let conf = t.slot(ep).ok_or(DropReason::UnknownSource)?.conf;
+        let route = t
+            .routes(conf)
+            .and_then(|r| r.get(ssrc))
+            .filter(|r| r.subscribers.contains(&ep))
+            .ok_or(DropReason::RtcpNoTarget)?;
+        match t.slot(route.owner).and_then(|s| s.dest(now)) {
+            Some(dst) => {
+                out.push(Transmit { buf, dst });
+                Ok(1)
+            }
+            None => Err(DropReason::NoDestination),
+        }
+    }
+
+    fn stun(
+        &mut self,
+        pkt: &[u8],
+        src: SocketAddr,
+        now: Instant,
+        reply: &mut [u8; ice::MAX_RESPONSE],
+    ) -> Outcome {
+        let Ok(req) = BindingRequest::parse(pkt) else {
+            return Outcome::Dropped(DropReason::StunMalformed);
+        };
+        let Ok((local, _remote)) = req.ufrags() else {
+            return Outcome::Dropped(DropReason::StunMalformed);
+        };
+        let Some(ep) = self.table.by_ufrag(local) else {
+            return Outcome::Dropped(DropReason::StunUnknownUser);
+        };
+        let Some(slot) = self.table.slot(ep) else {
+            return Outcome::Dropped(DropReason::StunUnknownUser);
+        };
+        let Some(ice) = slot.ice.as_ref() else {
+            return Outcome::Dropped(DropReason::StunUnknownUser);
+        };
+        if !req.verify_integrity(&ice.pwd) {
+            return Outcome::Dropped(DropReason::StunBadIntegrity);
+        }
+        let len = ice::write_binding_success(reply, &req.transaction_id(), src, &ice.pwd);
+        let generation = slot.generation;
+        let moved = slot.addr.map(|(a, _)| a) != Some(src);
+        let consent_until = now + self.cfg.consent_timeout;
+        self.table.set_address(
+            ep,
+            generation,
+            Some((src, Latch::Stun { consent_until })),
+        );
+        if moved {
+            self.counters.latches += 1;
+        }
+        self.counters.stun_answered += 1;
+        self.events.push(ShardEvent::Latched {
+            ep,
+            generation,
+            addr: src,
+            consent_until,
+        });
+        Outcome::Reply(len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forwarder::table::{ConfRoutesBuilder, IceCreds, IngressLimits};
+    use std::sync::Arc;
+
+    const PWD: &str = "0123456789abcdefghijklmn";
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    fn rtp(ssrc: u32) -> Vec<u8> {
+        let mut p = vec![0x80, 96, 0, 1, 0, 0, 0, 1];
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        p.extend_from_slice(&[0xee; 40]);
+        p
+    }
+
+    fn pli(sender: u32, media: u32) -> Vec<u8> {
+        let mut p = vec![0x81, 206, 0, 2];
+        p.extend_from_slice(&sender.to_be_bytes());
+        p.extend_from_slice(&media.to_be_bytes());
+        p
+    }
+
+    fn sr(sender: u32) -> Vec<u8> {
+        let mut p = vec![0x80, 200, 0, 6];
+        p.extend_from_slice(&sender.to_be_bytes());
+        p.extend_from_slice(&[0x11; 20]);
+        p
+    }
+
+    /// Conference 0 with endpoints 0 (publishes 100), 1 and 2 (subscribe), 3 (not
+    /// subscribed); all declared-latched at ports 1000+ep.
+    fn router() -> Router {
+        let mut r = Router::new(RouterConfig {
+            consent_timeout: Duration::from_secs(30),
+        });
+        for ep in 0..4u32 {
+            r.apply(Update::Endpoint {
+                ep,
+                generation: 1,
+                conf: 0,
+                ice: Some(IceCreds {
+                    ufrag: format!("fwd{ep}").into(),
+                    pwd: PWD.as_bytes().into(),
+                }),
+                limits: IngressLimits::UNLIMITED,
+            });
+            r.apply(Update::Address {
+                ep,
+                generation: 1,
+                addr: Some((addr(1000 + ep as u16), Latch::Declared)),
+            });
+        }
+        let mut b = ConfRoutesBuilder::default();
+        b.own(100, 0).unwrap();
+        b.own(200, 1).unwrap();
+        b.subscribe(100, 1);
+        b.subscribe(100, 2);
+        b.subscribe(200, 0);
+        r.apply(Update::Routes {
+            conf: 0,
+            routes: Some(Arc::new(b.build())),
+        });
+        r
+    }
+
+    fn handle(r: &mut Router, pkt: &[u8], src: SocketAddr, now: Instant) -> (Outcome, Vec<Transmit>) {
+        let mut out = Vec::with_capacity(16);
+        let mut reply = [0u8; ice::MAX_RESPONSE];
+        let o = r.handle(7, pkt, src, now, &mut out, &mut reply);
+        (o, out)
+    }
+
+    #[test]
+    fn rtp_fans_out_to_subscribers_only() {
+        let mut r = router();
+        let (o, out) = handle(&mut r, &rtp(100), addr(1000), Instant::now());
+        assert_eq!(o, Outcome::Forwarded(2));
+        let dsts: Vec<_> = out.iter().map(|t| t.dst).collect();
+        assert_eq!(dsts, vec![addr(1001), addr(1002)]);
+        assert!(out.iter().all(|t| t.buf == 7));
+    }
+
+    #[test]
+    fn unknown_source_and_foreign_ssrc_are_dropped() {
+        let mut r = router();
+        let now = Instant::now();
+        assert_eq!(
+            handle(&mut r, &rtp(100), addr(9999), now).0,
+            Outcome::Dropped(DropReason::UnknownSource)
+        );
+        // Endpoint 3 tries to send endpoint 0's SSRC.
+        assert_eq!(
+            handle(&mut r, &rtp(100), addr(1003), now).0,
+            Outcome::Dropped(DropReason::SsrcNotOwned)
+        );
+        let c = r.take_counters();
+        assert_eq!(c.drops[DropReason::UnknownSource as usize], 1);
+        assert_eq!(c.drops[DropReason::SsrcNotOwned as usize], 1);
+    }
+
+    #[test]
+    fn rtcp_routes_both_ways() {
+        let mut r = router();
+        let now = Instant::now();
+        // SR from the publisher reaches its subscribers.
+        let (o, out) = handle(&mut r, &sr(100), addr(1000), now);
+        assert_eq!(o, Outcome::Forwarded(2));
+        assert_eq!(out[0].dst, addr(1001));
+        // PLI from a subscriber reaches the publisher.
+        let (o, out) = handle(&mut r, &pli(7, 100), addr(1002), now);
+        assert_eq!(o, Outcome::Forwarded(1));
+        assert_eq!(out[0].dst, addr(1000));
+        // PLI from a non-subscriber is refused.
+        assert_eq!(
+            handle(&mut r, &pli(7, 100), addr(1003), now).0,
+            Outcome::Dropped(DropReason::RtcpNoTarget)
+        );
+    }
+
+    #[test]
+    fn stun_latches_moves_and_rejects_bad_integrity() {
+        let mut r = router();
+        let now = Instant::now();
+        let req = ice::binding_request([1; 12], "fwd3", "cli", PWD.as_bytes());
+        let mut out = Vec::new();
+        let mut reply = [0u8; ice::MAX_RESPONSE];
+        let o = r.handle(0, &req, addr(5000), now, &mut out, &mut reply);
+        let Outcome::Reply(len) = o else {
+            panic!("expected a reply, got {o:?}")
+        };
+        let mapped = ice::parse_binding_success(&reply[..len], &[1; 12], PWD.as_bytes()).unwrap();
+        assert_eq!(mapped, addr(5000));
+        assert_eq!(r.table().by_addr(&addr(5000)), Some(3));
+        assert_eq!(r.table().by_addr(&addr(1003)), None);
+        assert_eq!(r.drain_events().count(), 1);
+
+        let bad = ice::binding_request([2; 12], "fwd2", "cli", b"wrong-password-xxxxxxxxx");
+        let o = r.handle(0, &bad, addr(6000), now, &mut out, &mut reply);
+        assert_eq!(o, Outcome::Dropped(DropReason::StunBadIntegrity));
+        assert_eq!(r.table().by_addr(&addr(6000)), None);
+        assert_eq!(r.drain_events().count(), 0);
+    }
+
+    #[test]
+    fn consent_lapse_stops_copies() {
+        let mut r = router();
+        let now = Instant::now();
+        let req = ice::binding_request([1; 12], "fwd1", "cli", PWD.as_bytes());
+        let mut reply = [0u8; ice::MAX_RESPONSE];
+        r.handle(0, &req, addr(5001), now, &mut Vec::new(), &mut reply);
+        let later = now + Duration::from_secs(31);
+        let (o, out) = handle(&mut r, &rtp(100), addr(1000), later);
+        assert_eq!(o, Outcome::Forwarded(1));
+        assert_eq!(out[0].dst, addr(1002));
+    }
+
+    #[test]
+    fn removed_endpoint_gets_nothing_at_once() {
+        let mut r = router();
+        r.apply(Update::RemoveEndpoint { ep: 2 });
+        let (o, out) = handle(&mut r, &rtp(100), addr(1000), Instant::now());
+        assert_eq!(o, Outcome::Forwarded(1));
+        assert_eq!(out[0].dst, addr(1001));
+        assert_eq!(
+            handle(&mut r, &rtp(1), addr(1002), Instant::now()).0,
+            Outcome::Dropped(DropReason::UnknownSource)
+        );
+    }
+
+    #[test]
+    fn ingress_limit_drops_excess() {
+        let mut r = router();
+        r.apply(Update::Endpoint {
+            ep: 0,
+            generation: 2,
+            conf: 0,
+            ice: None,
+            limits: IngressLimits {
+                packets_per_sec: 10,
+                bytes_per_sec: 0,
+                burst_ms: 1000,
+            },
+        });
+        r.apply(Update::Address {
+            ep: 0,
+            generation: 2,
+            addr: Some((addr(1000), Latch::Declared)),
+        });
+        let now = Instant::now();
+        let ok = (0..100)
+            .filter(|_| matches!(handle(&mut r, &rtp(100), addr(1000), now).0, Outcome::Forwarded(_)))
+            .count();
+        assert_eq!(ok, 10);
+    }
+}

@@ -1,0 +1,318 @@
+//! Shared helpers for the integration tests: an in-process forwarder on loopback port 0,
+//! a control-API client, and UDP peers that latch with STUN and wait on conditions with
+//! deadlines (never fixed sleeps).
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use blindfold::forwarder::config::ServeArgs;
+use blindfold::forwarder::{Forwarder, ice};
+use serde_json::{Value, json};
+
+pub const TOKEN: &str = "test-token";
+/// Generous: CI is a loaded 2-core machine.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+/// A forwarder running in this process on 127.0.0.1 with `shards` shards.
+pub fn forwarder(shards: usize) -> Forwarder {
+    let mut cfg = ServeArgs::default();
+    cfg.media = "127.0.0.1:0".parse().unwrap();
+    cfg.control = "127.0.0.1:0".parse().unwrap();
+    cfg.shards = Some(shards);
+    cfg.pin = false;
+    cfg.socket_buffer = 1 << 20;
+    cfg.control_token = Some(TOKEN.into());
+    Forwarder::start(cfg).expect("forwarder starts")
+}
+
+/// A control-API client.
+pub struct Api {
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl Api {
+    pub fn new(control: SocketAddr) -> Self {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(DEADLINE))
+            .build()
+            .into();
+        Self {
+            base: format!("http://{control}"),
+            agent,
+        }
+    }
+
+    /// Sends a request; returns the status and the JSON body (Null when empty).
+    pub fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let url = format!("{}{}", self.base, path);
+        let auth = format!("Bearer {TOKEN}");
+        let resp = match (method, body) {
+            ("GET", _) => self.agent.get(&url).header("Authorization", &auth).call(),
+            ("DELETE", _) => self.agent.delete(&url).header("Authorization", &auth).call(),
+            ("POST", Some(b)) => self.agent.post(&url).header("Authorization", &auth).send_json(&b),
+            ("PUT", Some(b)) => self.agent.put(&url).header("Authorization", &auth).send_json(&b),
+            (m, b) => panic!("unsupported request {m} {b:?}"),
+        };
+        let mut resp = resp.expect("control API answers");
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, value)
+    }
+
+    pub fn metrics(&self) -> String {
+        let mut resp = self
+            .agent
+            .get(format!("{}/metrics", self.base))
+            .header("Authorization", format!("Bearer {TOKEN}"))
+            .call()
+            .expect("metrics answer");
+        resp.body_mut().read_to_string().unwrap()
+    }
+
+    /// Sum of a counter over all shards (and any other labels matching `label`).
+    pub fn counter(&self, name: &str, label: &str) -> u64 {
+        self.metrics()
+            .lines()
+            .filter(|l| l.starts_with(name) && l.contains(label) && !l.starts_with('#'))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    }
+
+    pub fn conference(&self, id: &str) {
+        let (s, v) = self.call("POST", "/v1/conferences", Some(json!({ "id": id })));
+        assert_eq!(s, 201, "create conference: {v}");
+    }
+
+    /// Creates an endpoint; returns its ICE credentials.
+    pub fn endpoint(&self, conf: &str, id: &str) -> Creds {
+        let (s, v) = self.call(
+            "POST",
+            &format!("/v1/conferences/{conf}/endpoints"),
+            Some(json!({ "id": id })),
+        );
+        assert_eq!(s, 201, "create endpoint: {v}");
+        Creds {
+            ufrag: v["ice"]["ufrag"].as_str().unwrap().to_string(),
+            pwd: v["ice"]["pwd"].as_str().unwrap().to_string(),
+        }
+    }
+
+    pub fn tracks(&self, conf: &str, ep: &str, tracks: Value) {
+        let (s, v) = self.call(
+            "PUT",
+            &format!("/v1/conferences/{conf}/endpoints/{ep}/tracks"),
+            Some(json!({ "tracks": tracks })),
+        );
+        assert_eq!(s, 204, "set tracks: {v}");
+    }
+
+    pub fn subscribe(&self, conf: &str, ep: &str, subs: &[(&str, &str)]) {
+        let subs: Vec<Value> = subs
+            .iter()
+            .map(|(e, t)| json!({ "endpoint": e, "track": t }))
+            .collect();
+        let (s, v) = self.call(
+            "PUT",
+            &format!("/v1/conferences/{conf}/endpoints/{ep}/subscriptions"),
+            Some(json!({ "subscriptions": subs })),
+        );
+        assert_eq!(s, 204, "set subscriptions: {v}");
+    }
+
+    pub fn delete_endpoint(&self, conf: &str, ep: &str) {
+        let (s, v) = self.call("DELETE", &format!("/v1/conferences/{conf}/endpoints/{ep}"), None);
+        assert_eq!(s, 204, "delete endpoint: {v}");
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Creds {
+    pub ufrag: String,
+    pub pwd: String,
+}
+
+/// A participant's UDP socket on loopback.
+pub struct Peer {
+    pub sock: UdpSocket,
+    pub media: SocketAddr,
+}
+
+impl Peer {
+    pub fn new(media: SocketAddr) -> Self {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        Self { sock, media }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.sock.local_addr().unwrap()
+    }
+
+    /// Latches with a STUN Binding request, retrying until the verified response
+    /// arrives; returns the XOR-MAPPED-ADDRESS.
+    pub fn latch(&self, creds: &Creds) -> SocketAddr {
+        self.try_latch(creds, DEADLINE).expect("STUN latch answered")
+    }
+
+    /// Like [`Peer::latch`] but gives up after `wait`.
+    pub fn try_latch(&self, creds: &Creds, wait: Duration) -> Option<SocketAddr> {
+        let deadline = Instant::now() + wait;
+        let mut n: u8 = 0;
+        while Instant::now() < deadline {
+            n = n.wrapping_add(1);
+            let txid = [n; 12];
+            let req = ice::binding_request(txid, &creds.ufrag, "client", creds.pwd.as_bytes());
+            self.sock.send_to(&req, self.media).unwrap();
+            let until = Instant::now() + Duration::from_millis(200);
+            while Instant::now() < until {
+                if let Some((pkt, _)) = self.recv_once() {
+                    if let Ok(a) = ice::parse_binding_success(&pkt, &txid, creds.pwd.as_bytes()) {
+                        return Some(a);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    pub fn send(&self, pkt: &[u8]) {
+        self.sock.send_to(pkt, self.media).unwrap();
+    }
+
+    fn recv_once(&self) -> Option<(Vec<u8>, SocketAddr)> {
+        let mut buf = [0u8; 2048];
+        match self.sock.recv_from(&mut buf) {
+            Ok((n, from)) => Some((buf[..n].to_vec(), from)),
+            Err(_) => None,
+        }
+    }
+
+    /// Waits until a datagram satisfying `want` arrives; returns it and its source.
+    /// Other datagrams are collected into `others`.
+    pub fn recv_until(
+        &self,
+        want: impl Fn(&[u8]) -> bool,
+        others: &mut Vec<Vec<u8>>,
+    ) -> Option<(Vec<u8>, SocketAddr)> {
+        let deadline = Instant::now() + DEADLINE;
+        while Instant::now() < deadline {
+            if let Some((p, from)) = self.recv_once() {
+                if want(&p) {
+                    return Some((p, from));
+                }
+                others.push(p);
+            }
+        }
+        None
+    }
+
+    /// Everything already queued on the socket, without waiting past a short poll.
+    pub fn drain(&self) -> Vec<Vec<u8>> {
+        let mut v = Vec::new();
+        while let Some((p, _)) = self.recv_once() {
+            v.push(p);
+        }
+        v
+    }
+}
+
+/// An RTP packet with `ssrc`, sequence `seq` and a payload that encodes both.
+pub fn rtp(ssrc: u32, seq: u16, payload_len: usize) -> Vec<u8> {
+    let mut p = vec![0x80, 96];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&(u32::from(seq) * 960).to_be_bytes());
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend((0..payload_len).map(|i| (i as u8) ^ (seq as u8)));
+    p
+}
+
+/// The (ssrc, seq) of an RTP packet.
+pub fn rtp_id(p: &[u8]) -> Option<(u32, u16)> {
+    if p.len() < 12 || p[0] >> 6 != 2 || (192..=223).contains(&p[1]) {
+        return None;
+    }
+    Some((
+        u32::from_be_bytes([p[8], p[9], p[10], p[11]]),
+        u16::from_be_bytes([p[2], p[3]]),
+    ))
+}
+
+/// Waits until `cond` holds or the deadline passes.
+pub fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + DEADLINE;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+/// A conference "c1" on `fwd`: endpoint "a" publishes track "mic" (SSRC 0xA1) and
+/// "cam" (SSRC 0xA2); "b" and "c" subscribe to both; "d" subscribes to nothing and
+/// publishes "mic" (SSRC 0xD1), to which "a" subscribes. All four are latched by STUN.
+pub struct Call {
+    pub api: Api,
+    pub creds: Vec<Creds>,
+    pub peers: Vec<Peer>,
+}
+
+pub const NAMES: [&str; 4] = ["a", "b", "c", "d"];
+
+impl Call {
+    pub fn new(fwd: &Forwarder) -> Self {
+        let api = Api::new(fwd.control_addr());
+        api.conference("c1");
+        let creds: Vec<Creds> = NAMES.iter().map(|n| api.endpoint("c1", n)).collect();
+        api.tracks(
+            "c1",
+            "a",
+            json!([{"id": "mic", "kind": "audio", "ssrcs": [0xA1]},
+                   {"id": "cam", "kind": "video", "ssrcs": [0xA2]}]),
+        );
+        api.tracks("c1", "d", json!([{"id": "mic", "kind": "audio", "ssrcs": [0xD1]}]));
+        for s in ["b", "c"] {
+            api.subscribe("c1", s, &[("a", "mic"), ("a", "cam")]);
+        }
+        api.subscribe("c1", "a", &[("d", "mic")]);
+        let peers: Vec<Peer> = NAMES.iter().map(|_| Peer::new(fwd.media_addr())).collect();
+        for (p, c) in peers.iter().zip(&creds) {
+            let mapped = p.latch(c);
+            assert_eq!(mapped, p.addr(), "XOR-MAPPED-ADDRESS is the peer's address");
+        }
+        // Latches reach every shard through the control thread; wait until the API
+        // reports all four latched, so no test races the propagation.
+        assert!(
+            wait_for(|| {
+                let (_, v) = api.call("GET", "/v1/conferences/c1", None);
+                v["endpoints"]
+                    .as_array()
+                    .is_some_and(|eps| eps.len() == 4 && eps.iter().all(|e| e["latched"] == true))
+            }),
+            "all endpoints latched"
+        );
+        Self { api, creds, peers }
+    }
+
+    pub fn peer(&self, name: &str) -> &Peer {
+        &self.peers[NAMES.iter().position(|n| *n == name).unwrap()]
+    }
+}
+
+/// Runs `f` against a forwarder with one shard and with three.
+pub fn with_shard_counts(f: impl Fn(&Forwarder)) {
+    for shards in [1, 3] {
+        let fwd = forwarder(shards);
+        f(&fwd);
+        fwd.stop();
+    }
+}
