@@ -1,4 +1,6 @@
 //! PLACEHOLDER: the keyless forwarder (issue 2).
+pub mod sys;
+
 pub mod config {
     //! PLACEHOLDER
     /// Arguments of `blindfold serve`.
