@@ -1,4 +1,5 @@
 //! PLACEHOLDER: the keyless forwarder (issue 2).
+pub mod ice;
 pub mod sys;
 
 pub mod config {
