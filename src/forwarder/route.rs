@@ -261,11 +261,8 @@ impl Router {
         let generation = slot.generation;
         let moved = slot.addr.map(|(a, _)| a) != Some(src);
         let consent_until = now + self.cfg.consent_timeout;
-        self.table.set_address(
-            ep,
-            generation,
-            Some((src, Latch::Stun { consent_until })),
-        );
+        self.table
+            .set_address(ep, generation, Some((src, Latch::Stun { consent_until })));
         if moved {
             self.counters.latches += 1;
         }
@@ -349,7 +346,12 @@ mod tests {
         r
     }
 
-    fn handle(r: &mut Router, pkt: &[u8], src: SocketAddr, now: Instant) -> (Outcome, Vec<Transmit>) {
+    fn handle(
+        r: &mut Router,
+        pkt: &[u8],
+        src: SocketAddr,
+        now: Instant,
+    ) -> (Outcome, Vec<Transmit>) {
         let mut out = Vec::with_capacity(16);
         let mut reply = [0u8; ice::MAX_RESPONSE];
         let o = r.handle(7, pkt, src, now, &mut out, &mut reply);
@@ -474,7 +476,12 @@ mod tests {
         });
         let now = Instant::now();
         let ok = (0..100)
-            .filter(|_| matches!(handle(&mut r, &rtp(100), addr(1000), now).0, Outcome::Forwarded(_)))
+            .filter(|_| {
+                matches!(
+                    handle(&mut r, &rtp(100), addr(1000), now).0,
+                    Outcome::Forwarded(_)
+                )
+            })
             .count();
         assert_eq!(ok, 10);
     }

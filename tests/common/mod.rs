@@ -51,9 +51,21 @@ impl Api {
         let auth = format!("Bearer {TOKEN}");
         let resp = match (method, body) {
             ("GET", _) => self.agent.get(&url).header("Authorization", &auth).call(),
-            ("DELETE", _) => self.agent.delete(&url).header("Authorization", &auth).call(),
-            ("POST", Some(b)) => self.agent.post(&url).header("Authorization", &auth).send_json(&b),
-            ("PUT", Some(b)) => self.agent.put(&url).header("Authorization", &auth).send_json(&b),
+            ("DELETE", _) => self
+                .agent
+                .delete(&url)
+                .header("Authorization", &auth)
+                .call(),
+            ("POST", Some(b)) => self
+                .agent
+                .post(&url)
+                .header("Authorization", &auth)
+                .send_json(&b),
+            ("PUT", Some(b)) => self
+                .agent
+                .put(&url)
+                .header("Authorization", &auth)
+                .send_json(&b),
             (m, b) => panic!("unsupported request {m} {b:?}"),
         };
         let mut resp = resp.expect("control API answers");
@@ -128,7 +140,11 @@ impl Api {
     }
 
     pub fn delete_endpoint(&self, conf: &str, ep: &str) {
-        let (s, v) = self.call("DELETE", &format!("/v1/conferences/{conf}/endpoints/{ep}"), None);
+        let (s, v) = self.call(
+            "DELETE",
+            &format!("/v1/conferences/{conf}/endpoints/{ep}"),
+            None,
+        );
         assert_eq!(s, 204, "delete endpoint: {v}");
     }
 }
@@ -148,7 +164,8 @@ pub struct Peer {
 impl Peer {
     pub fn new(media: SocketAddr) -> Self {
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
         Self { sock, media }
     }
 
@@ -159,7 +176,8 @@ impl Peer {
     /// Latches with a STUN Binding request, retrying until the verified response
     /// arrives; returns the XOR-MAPPED-ADDRESS.
     pub fn latch(&self, creds: &Creds) -> SocketAddr {
-        self.try_latch(creds, DEADLINE).expect("STUN latch answered")
+        self.try_latch(creds, DEADLINE)
+            .expect("STUN latch answered")
     }
 
     /// Like [`Peer::latch`] but gives up after `wait`.
@@ -279,7 +297,11 @@ impl Call {
             json!([{"id": "mic", "kind": "audio", "ssrcs": [0xA1]},
                    {"id": "cam", "kind": "video", "ssrcs": [0xA2]}]),
         );
-        api.tracks("c1", "d", json!([{"id": "mic", "kind": "audio", "ssrcs": [0xD1]}]));
+        api.tracks(
+            "c1",
+            "d",
+            json!([{"id": "mic", "kind": "audio", "ssrcs": [0xD1]}]),
+        );
         for s in ["b", "c"] {
             api.subscribe("c1", s, &[("a", "mic"), ("a", "cam")]);
         }
