@@ -13,7 +13,25 @@ use super::ShardEvent;
 use super::ice::{self, BindingRequest};
 use super::metrics::{DropReason, LocalCounters};
 use super::packet::{self, Class, RtcpRoute};
-use super::table::{Latch, Table, Update};
+use super::table::{IngressLimits, Latch, Table, TokenBucket, Update};
+
+/// STUN limits: checks that pass them are the only ones that cost an HMAC. ICE agents
+/// pace checks at 20/s at most (RFC 8445 Ta = 50 ms), so 50/s per source never bites a
+/// real client; the shard-wide limit caps what a spoofed flood can make us verify.
+const STUN_PER_SOURCE: IngressLimits = IngressLimits {
+    packets_per_sec: 50,
+    bytes_per_sec: 0,
+    burst_ms: 1000,
+};
+const STUN_PER_SHARD: IngressLimits = IngressLimits {
+    packets_per_sec: 20_000,
+    bytes_per_sec: 0,
+    burst_ms: 250,
+};
+/// Per-source STUN buckets live in a fixed array indexed by a keyed hash of the source:
+/// memory stays bounded however many addresses a flood spoofs, and a collision only
+/// makes the limit stricter for the two sources sharing a bucket.
+const STUN_SOURCE_BUCKETS: usize = 4096;
 
 /// One copy to send: which buffer (the caller's numbering) to which address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +67,9 @@ pub struct Router {
     cfg: RouterConfig,
     counters: LocalCounters,
     events: Vec<ShardEvent>,
+    stun_shard: TokenBucket,
+    stun_sources: Box<[TokenBucket]>,
+    hasher: ahash::RandomState,
 }
 
 impl Router {
@@ -59,6 +80,9 @@ impl Router {
             cfg,
             counters: LocalCounters::default(),
             events: Vec::with_capacity(64),
+            stun_shard: TokenBucket::new(STUN_PER_SHARD),
+            stun_sources: vec![TokenBucket::new(STUN_PER_SOURCE); STUN_SOURCE_BUCKETS].into(),
+            hasher: ahash::RandomState::new(),
         }
     }
 
@@ -239,6 +263,11 @@ impl Router {
         now: Instant,
         reply: &mut [u8; ice::MAX_RESPONSE],
     ) -> Outcome {
+        let bucket = self.hasher.hash_one(src) as usize % STUN_SOURCE_BUCKETS;
+        if !self.stun_sources[bucket].take(pkt.len(), now) || !self.stun_shard.take(pkt.len(), now)
+        {
+            return Outcome::Dropped(DropReason::StunRateLimited);
+        }
         let Ok(req) = BindingRequest::parse(pkt) else {
             return Outcome::Dropped(DropReason::StunMalformed);
         };
@@ -427,6 +456,28 @@ mod tests {
         assert_eq!(o, Outcome::Dropped(DropReason::StunBadIntegrity));
         assert_eq!(r.table().by_addr(&addr(6000)), None);
         assert_eq!(r.drain_events().count(), 0);
+    }
+
+    #[test]
+    fn stun_floods_from_one_source_are_limited() {
+        let mut r = router();
+        let now = Instant::now();
+        let bad = ice::binding_request([2; 12], "fwd2", "cli", b"wrong-password-xxxxxxxxx");
+        let mut reply = [0u8; ice::MAX_RESPONSE];
+        let limited = (0..200)
+            .filter(|_| {
+                r.handle(0, &bad, addr(6000), now, &mut Vec::new(), &mut reply)
+                    == Outcome::Dropped(DropReason::StunRateLimited)
+            })
+            .count();
+        assert_eq!(
+            limited, 150,
+            "50 checks per second per source, then refused"
+        );
+        // Another source is not affected.
+        let good = ice::binding_request([1; 12], "fwd1", "cli", PWD.as_bytes());
+        let o = r.handle(0, &good, addr(6001), now, &mut Vec::new(), &mut reply);
+        assert!(matches!(o, Outcome::Reply(_)), "{o:?}");
     }
 
     #[test]
