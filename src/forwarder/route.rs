@@ -263,11 +263,6 @@ impl Router {
         now: Instant,
         reply: &mut [u8; ice::MAX_RESPONSE],
     ) -> Outcome {
-        let bucket = self.hasher.hash_one(src) as usize % STUN_SOURCE_BUCKETS;
-        if !self.stun_sources[bucket].take(pkt.len(), now) || !self.stun_shard.take(pkt.len(), now)
-        {
-            return Outcome::Dropped(DropReason::StunRateLimited);
-        }
         let Ok(req) = BindingRequest::parse(pkt) else {
             return Outcome::Dropped(DropReason::StunMalformed);
         };
@@ -283,6 +278,13 @@ impl Router {
         let Some(ice) = slot.ice.as_ref() else {
             return Outcome::Dropped(DropReason::StunUnknownUser);
         };
+        // Parsing and the ufrag lookup are cheap; the HMAC is what a flood would make
+        // us pay for, so the limits sit right before it.
+        let bucket = self.hasher.hash_one(src) as usize % STUN_SOURCE_BUCKETS;
+        if !self.stun_sources[bucket].take(pkt.len(), now) || !self.stun_shard.take(pkt.len(), now)
+        {
+            return Outcome::Dropped(DropReason::StunRateLimited);
+        }
         if !req.verify_integrity(&ice.pwd) {
             return Outcome::Dropped(DropReason::StunBadIntegrity);
         }
