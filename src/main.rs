@@ -14,7 +14,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the keyless forwarder (media over UDP, control API over HTTP).
-    Serve(blindfold::forwarder::config::ServeArgs),
+    Serve(Box<blindfold::forwarder::config::ServeArgs>),
     /// Run the reference signalling service.
     Signal(blindfold::signal::SignalArgs),
     /// Run one headless E2EE participant.
@@ -35,7 +35,7 @@ fn main() -> anyhow::Result<()> {
         // The serve matches tell which settings were given explicitly, so a --config
         // file fills in only the rest.
         Command::Serve(args) => {
-            blindfold::forwarder::run_cli(args, matches.subcommand_matches("serve"))
+            blindfold::forwarder::run_cli(*args, matches.subcommand_matches("serve"))
         }
         Command::Signal(args) => blindfold::signal::run_cli(args),
         Command::Client(args) => blindfold::client::run_cli(args),

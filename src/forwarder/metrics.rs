@@ -325,8 +325,10 @@ mod tests {
     #[test]
     fn publish_accumulates_and_renders() {
         let shards = new_shards(2);
-        let mut c = LocalCounters::default();
-        c.rx_packets = 3;
+        let mut c = LocalCounters {
+            rx_packets: 3,
+            ..Default::default()
+        };
         c.drop(DropReason::UnknownSource);
         shards[1].publish(&c);
         shards[1].publish(&c);

@@ -16,13 +16,15 @@ pub const DEADLINE: Duration = Duration::from_secs(10);
 
 /// A forwarder running in this process on 127.0.0.1 with `shards` shards.
 pub fn forwarder(shards: usize) -> Forwarder {
-    let mut cfg = ServeArgs::default();
-    cfg.media = "127.0.0.1:0".parse().unwrap();
-    cfg.control = "127.0.0.1:0".parse().unwrap();
-    cfg.shards = Some(shards);
-    cfg.pin = false;
-    cfg.socket_buffer = 1 << 20;
-    cfg.control_token = Some(TOKEN.into());
+    let cfg = ServeArgs {
+        media: "127.0.0.1:0".parse().unwrap(),
+        control: "127.0.0.1:0".parse().unwrap(),
+        shards: Some(shards),
+        pin: false,
+        socket_buffer: 1 << 20,
+        control_token: Some(TOKEN.into()),
+        ..Default::default()
+    };
     Forwarder::start(cfg).expect("forwarder starts")
 }
 
