@@ -294,10 +294,28 @@ impl IntoResponse for ApiError {
 /// body counts as `{}`), unknown fields rejected by the types themselves.
 pub struct ApiJson<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let too_large = || {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("request body larger than {} bytes", state.shared.body_limit),
+            )
+        };
+        // Refuse a declared oversize body before reading any of it (a client that sent
+        // `Expect: 100-continue` then never sends it); `DefaultBodyLimit` still bounds
+        // chunked bodies while they are read.
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > state.shared.body_limit as u64) {
+            return Err(too_large());
+        }
         let json_type = req
             .headers()
             .get(header::CONTENT_TYPE)
@@ -305,7 +323,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             .map(is_json_type);
         let bytes = Bytes::from_request(req, state).await.map_err(|r| {
             if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(r.status(), "payload_too_large", "request body too large")
+                too_large()
             } else {
                 ApiError::new(
                     r.status(),
