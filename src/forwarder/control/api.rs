@@ -4,7 +4,7 @@
 //! [`utoipa_axum::routes!`], so the document cannot miss one).
 //!
 //! Owns request parsing and status codes only; every decision about conferences is the
-//! [`Model`](super::model::Model)'s, reached through [`Shared`]. Must not hold the model
+//! [`Model`](super::model::Model)'s, reached through `Shared`. Must not hold the model
 //! lock across an `.await`, and must not log ids, addresses or tokens at info level.
 //!
 //! # Status codes
@@ -532,7 +532,7 @@ async fn list_conferences(State(st): State<AppState>) -> Json<ConferenceList> {
     post,
     path = "/v1/conferences",
     tag = "conferences",
-    request_body(content = CreateConference, description = "`{}` for a random id"),
+    request_body(content = Option<CreateConference>, description = "`{}` (or no body) for a random id"),
     responses(
         (status = 201, description = "Created", body = Created),
         (status = 400, description = "Malformed body or invalid id", body = ErrorBody),
@@ -632,7 +632,7 @@ async fn delete_conference(
     path = "/v1/conferences/{conf}/endpoints",
     tag = "endpoints",
     params(("conf" = String, Path, description = "Conference id")),
-    request_body(content = CreateEndpoint, description = "`{}` for a random id"),
+    request_body(content = Option<CreateEndpoint>, description = "`{}` (or no body) for a random id"),
     responses(
         (status = 201, description = "Created", body = EndpointCreated),
         (status = 400, description = "Malformed body or invalid id", body = ErrorBody),
@@ -960,6 +960,11 @@ mod tests {
             serde_json::json!([{}])
         );
         assert!(doc["components"]["schemas"]["ConferenceState"].is_object());
+        // an empty body is accepted for the two POSTs, so their bodies are optional
+        let post = &doc["paths"]["/v1/conferences"]["post"]["requestBody"];
+        assert_ne!(post["required"], true, "{post}");
+        let put = &doc["paths"]["/v1/conferences/{conf}/endpoints/{ep}/tracks"]["put"];
+        assert_eq!(put["requestBody"]["required"], true);
     }
 
     #[test]

@@ -183,7 +183,7 @@ pub struct Track {
 /// One subscription: receive (endpoint, track).
 ///
 /// Layer selection and pause are to be added here as optional fields (e.g.
-/// `layer: Option<u32>`, `paused: bool`); [`Subscription::ssrcs`] is the one place that
+/// `layer: Option<u32>`, `paused: bool`); `Subscription::ssrcs` is the one place that
 /// then picks which of the track's SSRCs the subscriber is routed.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Subscription {
