@@ -4,7 +4,7 @@
 //! [`utoipa_axum::routes!`], so the document cannot miss one).
 //!
 //! Owns request parsing and status codes only; every decision about conferences is the
-//! [`Model`](super::model::Model)'s, reached through [`Shared`]. Must not hold the model
+//! [`Model`](super::model::Model)'s, reached through `Shared`. Must not hold the model
 //! lock across an `.await`, and must not log ids, addresses or tokens at info level.
 //!
 //! # Status codes
@@ -294,10 +294,28 @@ impl IntoResponse for ApiError {
 /// body counts as `{}`), unknown fields rejected by the types themselves.
 pub struct ApiJson<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let too_large = || {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("request body larger than {} bytes", state.shared.body_limit),
+            )
+        };
+        // Refuse a declared oversize body before reading any of it (a client that sent
+        // `Expect: 100-continue` then never sends it); `DefaultBodyLimit` still bounds
+        // chunked bodies while they are read.
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > state.shared.body_limit as u64) {
+            return Err(too_large());
+        }
         let json_type = req
             .headers()
             .get(header::CONTENT_TYPE)
@@ -305,7 +323,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             .map(is_json_type);
         let bytes = Bytes::from_request(req, state).await.map_err(|r| {
             if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(r.status(), "payload_too_large", "request body too large")
+                too_large()
             } else {
                 ApiError::new(
                     r.status(),
@@ -514,7 +532,7 @@ async fn list_conferences(State(st): State<AppState>) -> Json<ConferenceList> {
     post,
     path = "/v1/conferences",
     tag = "conferences",
-    request_body(content = CreateConference, description = "`{}` for a random id"),
+    request_body(content = Option<CreateConference>, description = "`{}` (or no body) for a random id"),
     responses(
         (status = 201, description = "Created", body = Created),
         (status = 400, description = "Malformed body or invalid id", body = ErrorBody),
@@ -614,7 +632,7 @@ async fn delete_conference(
     path = "/v1/conferences/{conf}/endpoints",
     tag = "endpoints",
     params(("conf" = String, Path, description = "Conference id")),
-    request_body(content = CreateEndpoint, description = "`{}` for a random id"),
+    request_body(content = Option<CreateEndpoint>, description = "`{}` (or no body) for a random id"),
     responses(
         (status = 201, description = "Created", body = EndpointCreated),
         (status = 400, description = "Malformed body or invalid id", body = ErrorBody),
@@ -942,6 +960,11 @@ mod tests {
             serde_json::json!([{}])
         );
         assert!(doc["components"]["schemas"]["ConferenceState"].is_object());
+        // an empty body is accepted for the two POSTs, so their bodies are optional
+        let post = &doc["paths"]["/v1/conferences"]["post"]["requestBody"];
+        assert_ne!(post["required"], true, "{post}");
+        let put = &doc["paths"]["/v1/conferences/{conf}/endpoints/{ep}/tracks"]["put"];
+        assert_eq!(put["requestBody"]["required"], true);
     }
 
     #[test]

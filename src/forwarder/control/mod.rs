@@ -252,7 +252,7 @@ impl ControlServer {
     }
 
     /// Stops the server and the event thread; joins them. In-flight requests get
-    /// [`STOP_GRACE`] to finish.
+    /// a second to finish.
     pub fn stop(self) {
         // Drop does the work, so a server that is merely dropped stops the same way.
     }

@@ -183,7 +183,7 @@ pub struct Track {
 /// One subscription: receive (endpoint, track).
 ///
 /// Layer selection and pause are to be added here as optional fields (e.g.
-/// `layer: Option<u32>`, `paused: bool`); [`Subscription::ssrcs`] is the one place that
+/// `layer: Option<u32>`, `paused: bool`); `Subscription::ssrcs` is the one place that
 /// then picks which of the track's SSRCs the subscriber is routed.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Subscription {
@@ -446,7 +446,7 @@ impl Model {
             }),
             limits: self.ingress,
         }];
-        updates.push(self.routes_update(conf_idx, None)?);
+        updates.push(self.rebuild(conf_idx));
         Ok((
             NewEndpoint {
                 id,
@@ -467,7 +467,7 @@ impl Model {
             conf.endpoints.remove(ep_id);
         }
         self.free_endpoint(ep);
-        let routes = self.routes_update(conf_idx, None)?;
+        let routes = self.rebuild(conf_idx);
         Ok(((), vec![routes, Update::RemoveEndpoint { ep }]))
     }
 
@@ -530,7 +530,7 @@ impl Model {
         let (conf_idx, ep) = self.endpoint_idx(conf_id, ep_id)?;
         // Building the routes with the new tracks is the conflict check; nothing is
         // changed if it fails.
-        let routes = self.build_routes(conf_idx, Some((ep, &tracks)))?;
+        let routes = self.build_routes(conf_idx, Some((ep, &tracks)), true)?;
         if let Some(e) = self.eps[ep as usize].ep.as_mut() {
             e.tracks = tracks;
         }
@@ -573,7 +573,7 @@ impl Model {
         if let Some(e) = self.eps[ep as usize].ep.as_mut() {
             e.subscriptions = subscriptions;
         }
-        let routes = self.routes_update(conf_idx, None)?;
+        let routes = self.rebuild(conf_idx);
         Ok(((), vec![routes]))
     }
 
@@ -732,24 +732,23 @@ impl Model {
         self.endpoint(p)?.tracks.iter().find(|t| t.id == s.track)
     }
 
-    fn routes_update(
-        &self,
-        conf: ConfIdx,
-        replace: Option<(EpIdx, &[Track])>,
-    ) -> Result<Update, ModelError> {
-        let routes = self.build_routes(conf, replace)?;
-        Ok(Update::Routes {
-            conf,
-            routes: Some(Arc::new(routes)),
-        })
+    /// The conference's routes as the model stands, after a change that cannot create
+    /// an SSRC conflict (only [`Model::set_tracks`] can, and it checks first). Infallible,
+    /// so no operation fails after it has mutated: a conference that is gone gets `None`.
+    fn rebuild(&self, conf: ConfIdx) -> Update {
+        let routes = self.build_routes(conf, None, false).ok().map(Arc::new);
+        Update::Routes { conf, routes }
     }
 
     /// Derives the conference's routes from the model, with `replace` standing in for
-    /// one endpoint's tracks (to check a change before making it).
+    /// one endpoint's tracks (to check a change before making it). With `strict`, an SSRC
+    /// owned twice is an error; without, the second claim is skipped (the model's
+    /// invariant is that this never happens).
     fn build_routes(
         &self,
         conf_idx: ConfIdx,
         replace: Option<(EpIdx, &[Track])>,
+        strict: bool,
     ) -> Result<ConfRoutes, ModelError> {
         let conf = self.conf(conf_idx)?;
         let tracks_of = |ep: EpIdx, e: &'_ Endpoint| -> Vec<Track> {
@@ -765,8 +764,11 @@ impl Model {
             let tracks = tracks_of(ep, e);
             for t in &tracks {
                 for &s in &t.ssrcs {
-                    b.own(s, ep)
-                        .map_err(|taken| ModelError::SsrcTaken { ssrc: taken.ssrc })?;
+                    if let Err(taken) = b.own(s, ep)
+                        && strict
+                    {
+                        return Err(ModelError::SsrcTaken { ssrc: taken.ssrc });
+                    }
                 }
             }
             published.insert(ep, tracks);
