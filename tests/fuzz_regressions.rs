@@ -2,7 +2,7 @@
 //! library's fuzz entry points, and runs the same entry points over random and
 //! structured inputs with proptest, so hostile-input coverage runs on stable in CI.
 
-use blindfold::forwarder::{ice, packet, route};
+use blindfold::forwarder::{control, ice, packet, route};
 use proptest::prelude::*;
 use std::path::Path;
 
@@ -27,8 +27,9 @@ fn replay(target: &str, f: fn(&[u8])) -> usize {
 fn regression_corpora_replay_without_panic() {
     let total = replay("classify", packet::fuzz_classify)
         + replay("stun", ice::fuzz_stun)
-        + replay("route", route::fuzz_route);
-    assert!(total >= 3, "the seed corpora are present ({total} inputs)");
+        + replay("route", route::fuzz_route)
+        + replay("control_json", control::fuzz_json);
+    assert!(total >= 4, "the seed corpora are present ({total} inputs)");
 }
 
 proptest! {
@@ -39,6 +40,20 @@ proptest! {
         packet::fuzz_classify(&data);
         ice::fuzz_stun(&data);
         route::fuzz_route(&data);
+        control::fuzz_json(&data);
+    }
+
+    #[test]
+    fn json_bodies_never_panic_the_model(
+        id in "[a-zA-Z0-9_-]{0,70}",
+        ssrcs in proptest::collection::vec(any::<u32>(), 0..12),
+        n in 0usize..40,
+    ) {
+        let tracks: Vec<_> = (0..n).map(|i| serde_json::json!({"id": format!("{id}{i}"), "kind": "video", "ssrcs": ssrcs})).collect();
+        control::fuzz_json(serde_json::json!({"tracks": tracks}).to_string().as_bytes());
+        let subs: Vec<_> = (0..n).map(|i| serde_json::json!({"endpoint": if i % 2 == 0 { "a" } else { &id }, "track": format!("{id}{i}")})).collect();
+        control::fuzz_json(serde_json::json!({"subscriptions": subs}).to_string().as_bytes());
+        control::fuzz_json(serde_json::json!({"id": id}).to_string().as_bytes());
     }
 
     #[test]

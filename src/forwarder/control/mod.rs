@@ -43,7 +43,7 @@ use super::table::{IngressLimits, Update};
 use super::{ShardEvent, ShardSet};
 use model::{Limits, Model, ModelError};
 
-pub use api::openapi;
+pub use api::{fuzz_json, openapi};
 
 /// Smallest request body limit; raised when the configured limits allow bigger bodies.
 pub const MIN_BODY_LIMIT: usize = 64 * 1024;
