@@ -193,10 +193,10 @@ impl Peer {
             self.sock.send_to(&req, self.media).unwrap();
             let until = Instant::now() + Duration::from_millis(200);
             while Instant::now() < until {
-                if let Some((pkt, _)) = self.recv_once() {
-                    if let Ok(a) = ice::parse_binding_success(&pkt, &txid, creds.pwd.as_bytes()) {
-                        return Some(a);
-                    }
+                if let Some((pkt, _)) = self.recv_once()
+                    && let Ok(a) = ice::parse_binding_success(&pkt, &txid, creds.pwd.as_bytes())
+                {
+                    return Some(a);
                 }
             }
         }

@@ -912,6 +912,54 @@ fn track_json(t: Track) -> TrackJson {
     }
 }
 
+/// A fuzz entry point over the control API's JSON bodies: each body type is parsed with
+/// the server's own serde types and, when it parses, applied to a model holding one
+/// conference with two endpoints, exactly as the handlers do. Must never panic.
+pub fn fuzz_json(data: &[u8]) {
+    use super::model::{Limits, Model};
+    let config = crate::forwarder::config::ServeArgs::default();
+    let mut model = Model::new(
+        Limits::from_config(&config),
+        crate::forwarder::table::IngressLimits::UNLIMITED,
+    );
+    let _ = model.create_conference(Some("c".into()));
+    let _ = model.create_endpoint("c", Some("a".into()));
+    let _ = model.create_endpoint("c", Some("b".into()));
+    if let Ok(b) = serde_json::from_slice::<CreateConference>(data) {
+        let _ = model.create_conference(b.id);
+    }
+    if let Ok(b) = serde_json::from_slice::<CreateEndpoint>(data) {
+        let _ = model.create_endpoint("c", b.id);
+    }
+    if let Ok(b) = serde_json::from_slice::<AddressBody>(data) {
+        let _ = model.set_address("c", "a", SocketAddr::new(b.ip, b.port));
+    }
+    if let Ok(b) = serde_json::from_slice::<TracksBody>(data) {
+        let tracks = b
+            .tracks
+            .into_iter()
+            .map(|t| Track {
+                id: t.id,
+                kind: t.kind,
+                ssrcs: t.ssrcs,
+            })
+            .collect();
+        let _ = model.set_tracks("c", "a", tracks);
+    }
+    if let Ok(b) = serde_json::from_slice::<SubscriptionsBody>(data) {
+        let subs = b
+            .subscriptions
+            .into_iter()
+            .map(|s| Subscription {
+                endpoint: s.endpoint,
+                track: s.track,
+            })
+            .collect();
+        let _ = model.set_subscriptions("c", "b", subs);
+    }
+    let _ = model.conference("c", std::time::Instant::now());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -972,52 +1020,4 @@ mod tests {
         assert_ne!(token_digest("a"), token_digest("b"));
         assert!(bool::from(token_digest("a").ct_eq(&token_digest("a"))));
     }
-}
-
-/// A fuzz entry point over the control API's JSON bodies: each body type is parsed with
-/// the server's own serde types and, when it parses, applied to a model holding one
-/// conference with two endpoints, exactly as the handlers do. Must never panic.
-pub fn fuzz_json(data: &[u8]) {
-    use super::model::{Limits, Model};
-    let config = crate::forwarder::config::ServeArgs::default();
-    let mut model = Model::new(
-        Limits::from_config(&config),
-        crate::forwarder::table::IngressLimits::UNLIMITED,
-    );
-    let _ = model.create_conference(Some("c".into()));
-    let _ = model.create_endpoint("c", Some("a".into()));
-    let _ = model.create_endpoint("c", Some("b".into()));
-    if let Ok(b) = serde_json::from_slice::<CreateConference>(data) {
-        let _ = model.create_conference(b.id);
-    }
-    if let Ok(b) = serde_json::from_slice::<CreateEndpoint>(data) {
-        let _ = model.create_endpoint("c", b.id);
-    }
-    if let Ok(b) = serde_json::from_slice::<AddressBody>(data) {
-        let _ = model.set_address("c", "a", SocketAddr::new(b.ip, b.port));
-    }
-    if let Ok(b) = serde_json::from_slice::<TracksBody>(data) {
-        let tracks = b
-            .tracks
-            .into_iter()
-            .map(|t| Track {
-                id: t.id,
-                kind: t.kind,
-                ssrcs: t.ssrcs,
-            })
-            .collect();
-        let _ = model.set_tracks("c", "a", tracks);
-    }
-    if let Ok(b) = serde_json::from_slice::<SubscriptionsBody>(data) {
-        let subs = b
-            .subscriptions
-            .into_iter()
-            .map(|s| Subscription {
-                endpoint: s.endpoint,
-                track: s.track,
-            })
-            .collect();
-        let _ = model.set_subscriptions("c", "b", subs);
-    }
-    let _ = model.conference("c", std::time::Instant::now());
 }
