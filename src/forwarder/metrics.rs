@@ -292,6 +292,14 @@ pub fn render_prometheus(shards: &AllShards, extra: &str) -> String {
             );
         }
     }
+    let name = "blindfold_shard_endpoints";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Endpoint slots in the shard's table.\n# TYPE {name} gauge"
+    );
+    for (i, s) in snaps.iter().enumerate() {
+        let _ = writeln!(out, "{name}{{shard=\"{i}\"}} {}", s.endpoints);
+    }
     let name = "blindfold_shard_latched_endpoints";
     let _ = writeln!(
         out,
