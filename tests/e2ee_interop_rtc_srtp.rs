@@ -60,7 +60,11 @@ fn rtc_srtp_decrypts_our_rtp() {
         let decrypted = them.decrypt_rtp(&packet).expect("rtc-srtp decrypts ours");
         assert_eq!(&decrypted[..], &plain[..], "seq {seq}");
     }
-    assert_eq!(sender.roc(0x1234_5678), Some(1), "the wrap advanced the ROC");
+    assert_eq!(
+        sender.roc(0x1234_5678),
+        Some(1),
+        "the wrap advanced the ROC"
+    );
 }
 
 #[test]
@@ -70,8 +74,13 @@ fn we_decrypt_rtc_srtp_rtp() {
     let mut them = theirs();
     for (i, seq) in sequence().enumerate() {
         let plain = rtp(seq, i % 2 == 1);
-        let mut packet = them.encrypt_rtp(&plain).expect("rtc-srtp encrypts").to_vec();
-        let n = receiver.unprotect_rtp(&keys, &mut packet).expect("we decrypt theirs");
+        let mut packet = them
+            .encrypt_rtp(&plain)
+            .expect("rtc-srtp encrypts")
+            .to_vec();
+        let n = receiver
+            .unprotect_rtp(&keys, &mut packet)
+            .expect("we decrypt theirs");
         assert_eq!(&packet[..n], &plain[..], "seq {seq}");
     }
     assert_eq!(receiver.roc(0x1234_5678), Some(1));
@@ -107,9 +116,18 @@ fn we_decrypt_rtc_srtp_srtcp() {
     let mut them = theirs();
     for n in 1..5 {
         let plain = sender_report(n);
-        let mut packet = them.encrypt_rtcp(&plain).expect("rtc-srtp encrypts").to_vec();
-        assert_ne!(&packet[8..plain.len()], &plain[8..], "rtc-srtp encrypted it");
-        let opened = receiver.unprotect_rtcp(&keys, &mut packet).expect("we decrypt theirs");
+        let mut packet = them
+            .encrypt_rtcp(&plain)
+            .expect("rtc-srtp encrypts")
+            .to_vec();
+        assert_ne!(
+            &packet[8..plain.len()],
+            &plain[8..],
+            "rtc-srtp encrypted it"
+        );
+        let opened = receiver
+            .unprotect_rtcp(&keys, &mut packet)
+            .expect("we decrypt theirs");
         assert!(opened.encrypted);
         assert_eq!(&packet[..opened.len], &plain[..]);
     }

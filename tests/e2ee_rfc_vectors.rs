@@ -78,7 +78,11 @@ fn rfc7714_16_1_2_srtp_decryption() {
 fn rfc7714_16_1_2_wrong_roc_does_not_verify() {
     let mut buf = h(RTP_PROTECTED);
     assert!(rfc_keys().decrypt_rtp(&mut buf, 1).is_err());
-    assert_eq!(buf, h(RTP_PROTECTED), "a failed verification leaves the packet as it was");
+    assert_eq!(
+        buf,
+        h(RTP_PROTECTED),
+        "a failed verification leaves the packet as it was"
+    );
 }
 
 #[test]
