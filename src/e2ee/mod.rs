@@ -8,7 +8,6 @@
 //! ```no_run
 //! use blindfold::e2ee::*;
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let mut rng = rand::rngs::SysRng;
 //! // 1. The call secret arrives through the sealed channel; ids derive from it.
 //! let call = CallSecret::from_bytes([7; 32]);
 //! let me = call.participant_id(b"alice", b"laptop");
@@ -16,10 +15,10 @@
 //! // 2. Signalling admits us with a join order and the current roster.
 //! let member = Member { id: me, joined_at: 42, transport_key: keys.public_bytes().to_vec() };
 //! let roster: Vec<Member> = Vec::new();
-//! let transport = HpkeTransport::new(me, keys, Box::new(rand::rng()));
+//! let transport = HpkeTransport::new(me, keys, system_rng());
 //! let now = 0; // the caller's monotonic clock, in ms
 //! let schedule = KeySchedule::new(ScheduleConfig::default(), &member, roster, transport,
-//!                                 Box::new(rand::rng()), now)?;
+//!                                 system_rng(), now)?;
 //! let mut session = E2eeSession::new(schedule);
 //! // 3. Feed events, drain outputs, honour the timer.
 //! # let (bob, bytes): (ParticipantId, Vec<u8>) = (me, vec![]);
@@ -36,7 +35,6 @@
 //! //    sender that signalling maps the SSRC to.
 //! let mut packet = vec![0x80, 96, 0, 1, 0, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3];
 //! session.protect_rtp_vec(&mut packet)?;
-//! # let _ = rng;
 //! # Ok(()) }
 //! ```
 //! - [`KeySchedule`] decides keys ([`schedule`] documents the design and the argument that
@@ -58,7 +56,7 @@ pub use schedule::{
 };
 pub use seal::{
     BoxRng, HpkeTransport, KeyMessageHeader, KeyPair, KeyPurpose, KeyTransport, SealError,
-    open_key_message, seal_key_message,
+    open_key_message, seal_key_message, system_rng,
 };
 pub use session::{E2eeError, E2eeSession};
 pub use srtp::{

@@ -43,6 +43,12 @@ const HPKE_INFO_LABEL: &[u8] = b"blindfold/v1 hpke key message";
 /// A random source owned by a long-lived object (the key schedule, the HPKE transport).
 pub type BoxRng = Box<dyn CryptoRng + Send>;
 
+/// A [`BoxRng`] seeded from the operating system (ChaCha12 via `rand::rngs::StdRng`).
+/// `rand::rng()` is not `Send`, hence this helper.
+pub fn system_rng() -> BoxRng {
+    Box::new(rand::make_rng::<rand::rngs::StdRng>())
+}
+
 /// Why a key message could not be sealed or opened.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum SealError {
