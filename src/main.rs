@@ -34,7 +34,9 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         // The serve matches tell which settings were given explicitly, so a --config
         // file fills in only the rest.
-        Command::Serve(args) => blindfold::forwarder::run_cli(args, matches.subcommand_matches("serve")),
+        Command::Serve(args) => {
+            blindfold::forwarder::run_cli(args, matches.subcommand_matches("serve"))
+        }
         Command::Signal(args) => blindfold::signal::run_cli(args),
         Command::Client(args) => blindfold::client::run_cli(args),
         Command::Demo(args) => blindfold::demo::run_cli(args),

@@ -11,7 +11,8 @@ fn deleted_endpoint_stops_receiving_and_sending_at_once() {
         let first = rtp(0xA1, 1, 30);
         a.send(&first);
         let mut o = Vec::new();
-        b.recv_until(|p| p == first.as_slice(), &mut o).expect("b receives before delete");
+        b.recv_until(|p| p == first.as_slice(), &mut o)
+            .expect("b receives before delete");
         call.api.delete_endpoint("c1", "b");
         // The DELETE answered 204: from here on b must get nothing.
         for seq in 2..50 {
@@ -20,16 +21,28 @@ fn deleted_endpoint_stops_receiving_and_sending_at_once() {
         let last = rtp(0xA1, 50, 30);
         a.send(&last);
         let mut o = Vec::new();
-        c.recv_until(|p| p == last.as_slice(), &mut o).expect("c still receives");
-        let leaked: Vec<_> = b.drain().into_iter().filter(|p| rtp_id(p).is_some()).collect();
-        assert!(leaked.is_empty(), "b received {} packets after its deletion", leaked.len());
+        c.recv_until(|p| p == last.as_slice(), &mut o)
+            .expect("c still receives");
+        let leaked: Vec<_> = b
+            .drain()
+            .into_iter()
+            .filter(|p| rtp_id(p).is_some())
+            .collect();
+        assert!(
+            leaked.is_empty(),
+            "b received {} packets after its deletion",
+            leaked.len()
+        );
         // b can no longer send either: a, subscribed to nothing of b's, is not the
         // point; b's packets now come from an unknown source.
-        let before = call.api.counter("blindfold_dropped_packets_total", "reason=\"unknown_source\"");
+        let before = call.api.counter(
+            "blindfold_dropped_packets_total",
+            "reason=\"unknown_source\"",
+        );
         b.send(&rtp(0xB1, 1, 10));
-        assert!(wait_for(|| call
-            .api
-            .counter("blindfold_dropped_packets_total", "reason=\"unknown_source\"")
-            > before));
+        assert!(wait_for(|| call.api.counter(
+            "blindfold_dropped_packets_total",
+            "reason=\"unknown_source\""
+        ) > before));
     });
 }

@@ -8,7 +8,12 @@ use common::*;
 fn rtp_reaches_subscribers_byte_identical_and_nobody_else() {
     with_shard_counts(|fwd| {
         let call = Call::new(fwd);
-        let (a, b, c, d) = (call.peer("a"), call.peer("b"), call.peer("c"), call.peer("d"));
+        let (a, b, c, d) = (
+            call.peer("a"),
+            call.peer("b"),
+            call.peer("c"),
+            call.peer("d"),
+        );
         let sent: Vec<Vec<u8>> = (0..20u16).map(|seq| rtp(0xA1, seq, 160)).collect();
         for p in &sent {
             a.send(p);
@@ -21,7 +26,11 @@ fn rtp_reaches_subscribers_byte_identical_and_nobody_else() {
             let (p, from) = sub
                 .recv_until(|p| p == last.as_slice(), &mut got)
                 .expect("subscriber receives the publisher's packets");
-            assert_eq!(from, fwd.media_addr(), "copies come from the forwarder's address");
+            assert_eq!(
+                from,
+                fwd.media_addr(),
+                "copies come from the forwarder's address"
+            );
             got.push(p);
             assert_eq!(got, sent, "byte-identical, in order, none missing");
         }
@@ -31,9 +40,15 @@ fn rtp_reaches_subscribers_byte_identical_and_nobody_else() {
         let mut before = Vec::new();
         a.recv_until(|p| p == marker.as_slice(), &mut before)
             .expect("a receives d's packet");
-        assert!(before.is_empty(), "the sender got an echo: {} packets", before.len());
         assert!(
-            d.drain().iter().all(|p| rtp_id(p).map(|(s, _)| s) != Some(0xA1)),
+            before.is_empty(),
+            "the sender got an echo: {} packets",
+            before.len()
+        );
+        assert!(
+            d.drain()
+                .iter()
+                .all(|p| rtp_id(p).map(|(s, _)| s) != Some(0xA1)),
             "an unsubscribed endpoint received media"
         );
         let out = call.api.counter("blindfold_rtp_forwarded_total", "");

@@ -30,7 +30,11 @@ fn forwarder_modules_never_name_e2ee() {
         .filter(|(_, _, code)| code.contains("e2ee"))
         .map(|(f, n, code)| format!("{f}:{n}: {code}"))
         .collect();
-    assert!(offending.is_empty(), "forwarder code names e2ee:\n{}", offending.join("\n"));
+    assert!(
+        offending.is_empty(),
+        "forwarder code names e2ee:\n{}",
+        offending.join("\n")
+    );
 }
 
 #[test]

@@ -16,7 +16,10 @@ fn stun_from_new_address_moves_the_endpoint() {
         let arrived = wait_for(|| {
             seq += 1;
             call.peer("a").send(&rtp(0xA1, seq, 20));
-            b_new.drain().iter().any(|p| rtp_id(p).map(|(s, _)| s) == Some(0xA1))
+            b_new
+                .drain()
+                .iter()
+                .any(|p| rtp_id(p).map(|(s, _)| s) == Some(0xA1))
         });
         assert!(arrived, "media follows the endpoint to its new address");
         let old = call.peer("b");
@@ -25,9 +28,16 @@ fn stun_from_new_address_moves_the_endpoint() {
         let marker = rtp(0xA1, 60_000, 20);
         call.peer("a").send(&marker);
         let mut skip = Vec::new();
-        call.peer("c").recv_until(|p| p == marker.as_slice(), &mut skip).unwrap();
+        call.peer("c")
+            .recv_until(|p| p == marker.as_slice(), &mut skip)
+            .unwrap();
         let mut skip = Vec::new();
-        b_new.recv_until(|p| p == marker.as_slice(), &mut skip).expect("new address gets it");
-        assert!(old.drain().iter().all(|p| p != &marker), "the old address still receives");
+        b_new
+            .recv_until(|p| p == marker.as_slice(), &mut skip)
+            .expect("new address gets it");
+        assert!(
+            old.drain().iter().all(|p| p != &marker),
+            "the old address still receives"
+        );
     });
 }

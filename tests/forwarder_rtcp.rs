@@ -42,17 +42,21 @@ fn rtcp_goes_to_subscribers_and_feedback_to_the_publisher() {
         call.peer("b").send(&pli);
         call.peer("c").send(&nack);
         let mut other = Vec::new();
-        call.peer("a").recv_until(|p| p == pli.as_slice(), &mut other).expect("PLI reaches a");
+        call.peer("a")
+            .recv_until(|p| p == pli.as_slice(), &mut other)
+            .expect("PLI reaches a");
         let mut other2 = Vec::new();
         if !other.contains(&nack) {
-            call.peer("a").recv_until(|p| p == nack.as_slice(), &mut other2).expect("NACK reaches a");
+            call.peer("a")
+                .recv_until(|p| p == nack.as_slice(), &mut other2)
+                .expect("NACK reaches a");
         }
         // d does not subscribe to a: its PLI is refused and counted.
         call.peer("d").send(&feedback(206, 1, 0xD0, 0xA2));
-        assert!(wait_for(|| call
-            .api
-            .counter("blindfold_dropped_packets_total", "reason=\"rtcp_no_target\"")
-            >= 1));
+        assert!(wait_for(|| call.api.counter(
+            "blindfold_dropped_packets_total",
+            "reason=\"rtcp_no_target\""
+        ) >= 1));
         assert!(call.api.counter("blindfold_rtcp_forwarded_total", "") >= 3);
     });
 }

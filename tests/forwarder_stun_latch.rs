@@ -12,31 +12,60 @@ fn stun_with_right_pwd_latches_and_wrong_pwd_does_not() {
         api.conference("s1");
         let pub_creds = api.endpoint("s1", "pub");
         let sub_creds = api.endpoint("s1", "sub");
-        api.tracks("s1", "pub", serde_json::json!([{"id": "mic", "kind": "audio", "ssrcs": [7]}]));
+        api.tracks(
+            "s1",
+            "pub",
+            serde_json::json!([{"id": "mic", "kind": "audio", "ssrcs": [7]}]),
+        );
         api.subscribe("s1", "sub", &[("pub", "mic")]);
 
         let publisher = Peer::new(fwd.media_addr());
         let intruder = Peer::new(fwd.media_addr());
-        let wrong = Creds { ufrag: sub_creds.ufrag.clone(), pwd: "not-the-password-at-all!".into() };
+        let wrong = Creds {
+            ufrag: sub_creds.ufrag.clone(),
+            pwd: "not-the-password-at-all!".into(),
+        };
         assert!(
-            intruder.try_latch(&wrong, Duration::from_millis(600)).is_none(),
+            intruder
+                .try_latch(&wrong, Duration::from_millis(600))
+                .is_none(),
             "a wrong pwd must get no success response"
         );
-        assert!(api.counter("blindfold_dropped_packets_total", "reason=\"stun_bad_integrity\"") >= 1);
+        assert!(
+            api.counter(
+                "blindfold_dropped_packets_total",
+                "reason=\"stun_bad_integrity\""
+            ) >= 1
+        );
         let (_, v) = api.call("GET", "/v1/conferences/s1", None);
-        assert!(v["endpoints"].as_array().unwrap().iter().all(|e| e["latched"] == false));
+        assert!(
+            v["endpoints"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|e| e["latched"] == false)
+        );
 
         publisher.latch(&pub_creds);
         let subscriber = Peer::new(fwd.media_addr());
         subscriber.latch(&sub_creds);
         assert!(wait_for(|| {
             let (_, v) = api.call("GET", "/v1/conferences/s1", None);
-            v["endpoints"].as_array().unwrap().iter().all(|e| e["latched"] == true)
+            v["endpoints"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|e| e["latched"] == true)
         }));
         let p = rtp(7, 1, 50);
         publisher.send(&p);
         let mut other = Vec::new();
-        subscriber.recv_until(|x| x == p.as_slice(), &mut other).expect("latched subscriber receives");
-        assert!(intruder.drain().iter().all(|x| rtp_id(x).is_none()), "the intruder received media");
+        subscriber
+            .recv_until(|x| x == p.as_slice(), &mut other)
+            .expect("latched subscriber receives");
+        assert!(
+            intruder.drain().iter().all(|x| rtp_id(x).is_none()),
+            "the intruder received media"
+        );
     });
 }

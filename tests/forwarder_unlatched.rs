@@ -16,13 +16,16 @@ fn unlatched_source_is_dropped_and_counted() {
         // Junk outside the RFC 7983 ranges is dropped too.
         outsider.send(&[0x16, 0xfe, 0xfd, 0, 0]);
         assert!(
-            wait_for(|| call.api.counter("blindfold_dropped_packets_total", "reason=\"unknown_source\"") >= 10),
+            wait_for(|| call.api.counter(
+                "blindfold_dropped_packets_total",
+                "reason=\"unknown_source\""
+            ) >= 10),
             "unknown-source drops counted"
         );
-        assert!(wait_for(|| call
-            .api
-            .counter("blindfold_dropped_packets_total", "reason=\"unclassified\"")
-            >= 1));
+        assert!(wait_for(|| call.api.counter(
+            "blindfold_dropped_packets_total",
+            "reason=\"unclassified\""
+        ) >= 1));
         // Barrier: a real packet from a reaches b after the outsider's were handled.
         let marker = rtp(0xA1, 999, 10);
         call.peer("a").send(&marker);
@@ -31,6 +34,9 @@ fn unlatched_source_is_dropped_and_counted() {
             .recv_until(|p| p == marker.as_slice(), &mut before)
             .expect("b receives a's packet");
         assert!(before.is_empty(), "the outsider's packets were forwarded");
-        assert!(outsider.drain().is_empty(), "the outsider got something back");
+        assert!(
+            outsider.drain().is_empty(),
+            "the outsider got something back"
+        );
     });
 }

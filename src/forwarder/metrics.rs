@@ -236,7 +236,8 @@ pub fn new_shards(n: usize) -> AllShards {
 pub fn render_prometheus(shards: &AllShards, extra: &str) -> String {
     let snaps: Vec<Snapshot> = shards.iter().map(|s| s.snapshot()).collect();
     let mut out = String::with_capacity(4096);
-    let counters: [(&str, &str, fn(&Snapshot) -> u64); 8] = [
+    type Getter = fn(&Snapshot) -> u64;
+    let counters: [(&str, &str, Getter); 8] = [
         ("blindfold_rx_packets_total", "Datagrams received.", |s| {
             s.counters.rx_packets
         }),

@@ -126,7 +126,8 @@ impl Forwarder {
     /// starts the shard threads. A media port of 0 picks a free port shared by all shards.
     pub fn start(cfg: config::ServeArgs) -> Result<Self, StartError> {
         let n = cfg.shard_count();
-        let first = sys::bind_media_socket(cfg.media, cfg.socket_buffer).map_err(StartError::Media)?;
+        let first =
+            sys::bind_media_socket(cfg.media, cfg.socket_buffer).map_err(StartError::Media)?;
         let media = first.local_addr().map_err(StartError::Media)?;
         let (rcv, snd) = sys::socket_buffer_sizes(&first).map_err(StartError::Media)?;
         if rcv < cfg.socket_buffer || snd < cfg.socket_buffer {
@@ -139,9 +140,14 @@ impl Forwarder {
         }
         let mut sockets = vec![first];
         for _ in 1..n {
-            sockets.push(sys::bind_media_socket(media, cfg.socket_buffer).map_err(StartError::Media)?);
+            sockets
+                .push(sys::bind_media_socket(media, cfg.socket_buffer).map_err(StartError::Media)?);
         }
-        let cores = if cfg.pin { core_affinity::get_core_ids().unwrap_or_default() } else { Vec::new() };
+        let cores = if cfg.pin {
+            core_affinity::get_core_ids().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
         let metrics = Arc::new(metrics::new_shards(n));
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (events_tx, events_rx) = crossbeam_channel::unbounded();
@@ -162,7 +168,10 @@ impl Forwarder {
             };
             let h = shard::spawn(spec, rx, events_tx.clone(), metrics.clone(), stop.clone())
                 .map_err(StartError::Shard)?;
-            links.push(ShardLink { updates: tx, waker: h.waker.clone() });
+            links.push(ShardLink {
+                updates: tx,
+                waker: h.waker.clone(),
+            });
             wakers.push(h.waker);
             threads.push(h.thread);
         }
@@ -177,7 +186,14 @@ impl Forwarder {
         };
         let control = control::ControlServer::spawn(listener, ctx).map_err(StartError::Control)?;
         tracing::info!(shards = n, "forwarder started");
-        Ok(Self { media, control, metrics, shards: threads, wakers, stop })
+        Ok(Self {
+            media,
+            control,
+            metrics,
+            shards: threads,
+            wakers,
+            stop,
+        })
     }
 
     /// The bound media address (all shards share it).
@@ -224,7 +240,9 @@ pub fn run_cli(args: config::ServeArgs, matches: Option<&clap::ArgMatches>) -> a
     let fwd = Forwarder::start(cfg).context("starting the forwarder")?;
     println!("media {}", fwd.media_addr());
     println!("control http://{}", fwd.control_addr());
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate())?;

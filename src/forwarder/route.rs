@@ -13,7 +13,25 @@ use super::ShardEvent;
 use super::ice::{self, BindingRequest};
 use super::metrics::{DropReason, LocalCounters};
 use super::packet::{self, Class, RtcpRoute};
-use super::table::{Latch, Table, Update};
+use super::table::{IngressLimits, Latch, Table, TokenBucket, Update};
+
+/// STUN limits: checks that pass them are the only ones that cost an HMAC. ICE agents
+/// pace checks at 20/s at most (RFC 8445 Ta = 50 ms), so 50/s per source never bites a
+/// real client; the shard-wide limit caps what a spoofed flood can make us verify.
+const STUN_PER_SOURCE: IngressLimits = IngressLimits {
+    packets_per_sec: 50,
+    bytes_per_sec: 0,
+    burst_ms: 1000,
+};
+const STUN_PER_SHARD: IngressLimits = IngressLimits {
+    packets_per_sec: 20_000,
+    bytes_per_sec: 0,
+    burst_ms: 250,
+};
+/// Per-source STUN buckets live in a fixed array indexed by a keyed hash of the source:
+/// memory stays bounded however many addresses a flood spoofs, and a collision only
+/// makes the limit stricter for the two sources sharing a bucket.
+const STUN_SOURCE_BUCKETS: usize = 4096;
 
 /// One copy to send: which buffer (the caller's numbering) to which address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +67,9 @@ pub struct Router {
     cfg: RouterConfig,
     counters: LocalCounters,
     events: Vec<ShardEvent>,
+    stun_shard: TokenBucket,
+    stun_sources: Box<[TokenBucket]>,
+    hasher: ahash::RandomState,
 }
 
 impl Router {
@@ -59,6 +80,9 @@ impl Router {
             cfg,
             counters: LocalCounters::default(),
             events: Vec::with_capacity(64),
+            stun_shard: TokenBucket::new(STUN_PER_SHARD),
+            stun_sources: vec![TokenBucket::new(STUN_PER_SOURCE); STUN_SOURCE_BUCKETS].into(),
+            hasher: ahash::RandomState::new(),
         }
     }
 
@@ -254,6 +278,13 @@ impl Router {
         let Some(ice) = slot.ice.as_ref() else {
             return Outcome::Dropped(DropReason::StunUnknownUser);
         };
+        // Parsing and the ufrag lookup are cheap; the HMAC is what a flood would make
+        // us pay for, so the limits sit right before it.
+        let bucket = self.hasher.hash_one(src) as usize % STUN_SOURCE_BUCKETS;
+        if !self.stun_sources[bucket].take(pkt.len(), now) || !self.stun_shard.take(pkt.len(), now)
+        {
+            return Outcome::Dropped(DropReason::StunRateLimited);
+        }
         if !req.verify_integrity(&ice.pwd) {
             return Outcome::Dropped(DropReason::StunBadIntegrity);
         }
@@ -261,11 +292,8 @@ impl Router {
         let generation = slot.generation;
         let moved = slot.addr.map(|(a, _)| a) != Some(src);
         let consent_until = now + self.cfg.consent_timeout;
-        self.table.set_address(
-            ep,
-            generation,
-            Some((src, Latch::Stun { consent_until })),
-        );
+        self.table
+            .set_address(ep, generation, Some((src, Latch::Stun { consent_until })));
         if moved {
             self.counters.latches += 1;
         }
@@ -278,6 +306,81 @@ impl Router {
         });
         Outcome::Reply(len)
     }
+}
+
+/// A fuzz entry point over the whole per-packet path. The first byte picks the source
+/// (one of four latched endpoints of a fixed conference, or an outsider); the rest is the
+/// datagram. Besides never panicking it checks the routing invariants: no copy goes back
+/// to the sender, to an outsider, or beyond the conference, and nothing from an outsider
+/// is forwarded.
+pub fn fuzz_route(data: &[u8]) {
+    use std::cell::RefCell;
+    thread_local! {
+        static ROUTER: RefCell<Router> = RefCell::new(fuzz_router());
+    }
+    let Some((&pick, pkt)) = data.split_first() else {
+        return;
+    };
+    let idx = pick % 5;
+    let src = SocketAddr::from(([127, 0, 0, 1], 40_000 + u16::from(idx)));
+    let now = Instant::now();
+    let mut out = Vec::with_capacity(8);
+    let mut reply = [0u8; ice::MAX_RESPONSE];
+    ROUTER.with(|r| {
+        let outcome = r
+            .borrow_mut()
+            .handle(0, pkt, src, now, &mut out, &mut reply);
+        if idx == 4 {
+            assert!(out.is_empty(), "an outsider's datagram was forwarded");
+        }
+        for t in &out {
+            assert_ne!(t.dst, src, "echo to the sender");
+            assert!(
+                (40_000..40_004).contains(&t.dst.port()),
+                "copy left the conference"
+            );
+        }
+        if let Outcome::Reply(n) = outcome {
+            assert!(n <= pkt.len(), "a STUN reply larger than its request");
+        }
+    });
+}
+
+fn fuzz_router() -> Router {
+    use super::table::{ConfRoutesBuilder, IceCreds};
+    let mut r = Router::new(RouterConfig {
+        consent_timeout: Duration::from_secs(30),
+    });
+    let mut b = ConfRoutesBuilder::default();
+    for ep in 0..4u32 {
+        r.apply(Update::Endpoint {
+            ep,
+            generation: 1,
+            conf: 0,
+            ice: Some(IceCreds {
+                ufrag: format!("fuzz{ep}").into(),
+                pwd: b"fuzzpwdfuzzpwdfuzzpwd000".as_slice().into(),
+            }),
+            limits: IngressLimits::UNLIMITED,
+        });
+        r.apply(Update::Address {
+            ep,
+            generation: 1,
+            addr: Some((
+                SocketAddr::from(([127, 0, 0, 1], 40_000 + ep as u16)),
+                Latch::Declared,
+            )),
+        });
+        let _ = b.own(ep + 1, ep);
+        for sub in 0..4 {
+            b.subscribe(ep + 1, sub);
+        }
+    }
+    r.apply(Update::Routes {
+        conf: 0,
+        routes: Some(std::sync::Arc::new(b.build())),
+    });
+    r
 }
 
 #[cfg(test)]
@@ -349,7 +452,12 @@ mod tests {
         r
     }
 
-    fn handle(r: &mut Router, pkt: &[u8], src: SocketAddr, now: Instant) -> (Outcome, Vec<Transmit>) {
+    fn handle(
+        r: &mut Router,
+        pkt: &[u8],
+        src: SocketAddr,
+        now: Instant,
+    ) -> (Outcome, Vec<Transmit>) {
         let mut out = Vec::with_capacity(16);
         let mut reply = [0u8; ice::MAX_RESPONSE];
         let o = r.handle(7, pkt, src, now, &mut out, &mut reply);
@@ -428,6 +536,28 @@ mod tests {
     }
 
     #[test]
+    fn stun_floods_from_one_source_are_limited() {
+        let mut r = router();
+        let now = Instant::now();
+        let bad = ice::binding_request([2; 12], "fwd2", "cli", b"wrong-password-xxxxxxxxx");
+        let mut reply = [0u8; ice::MAX_RESPONSE];
+        let limited = (0..200)
+            .filter(|_| {
+                r.handle(0, &bad, addr(6000), now, &mut Vec::new(), &mut reply)
+                    == Outcome::Dropped(DropReason::StunRateLimited)
+            })
+            .count();
+        assert_eq!(
+            limited, 150,
+            "50 checks per second per source, then refused"
+        );
+        // Another source is not affected.
+        let good = ice::binding_request([1; 12], "fwd1", "cli", PWD.as_bytes());
+        let o = r.handle(0, &good, addr(6001), now, &mut Vec::new(), &mut reply);
+        assert!(matches!(o, Outcome::Reply(_)), "{o:?}");
+    }
+
+    #[test]
     fn consent_lapse_stops_copies() {
         let mut r = router();
         let now = Instant::now();
@@ -474,7 +604,12 @@ mod tests {
         });
         let now = Instant::now();
         let ok = (0..100)
-            .filter(|_| matches!(handle(&mut r, &rtp(100), addr(1000), now).0, Outcome::Forwarded(_)))
+            .filter(|_| {
+                matches!(
+                    handle(&mut r, &rtp(100), addr(1000), now).0,
+                    Outcome::Forwarded(_)
+                )
+            })
             .count();
         assert_eq!(ok, 10);
     }

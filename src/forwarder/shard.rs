@@ -68,20 +68,30 @@ pub fn spawn(
 ) -> io::Result<ShardHandle> {
     let poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-    let mut socket = UdpSocket::from_std(spec.socket);
+    let ShardSpec {
+        index,
+        socket,
+        batch,
+        max_fanout,
+        core,
+        router,
+    } = spec;
+    let mut socket = UdpSocket::from_std(socket);
     poll.registry()
         .register(&mut socket, SOCKET, Interest::READABLE)?;
     let thread = std::thread::Builder::new()
-        .name(format!("shard-{}", spec.index))
+        .name(format!("shard-{index}"))
         .spawn(move || {
-            if let Some(core) = spec.core
+            if let Some(core) = core
                 && !core_affinity::set_for_current(core)
             {
-                tracing::warn!(shard = spec.index, "could not pin shard to its core");
+                tracing::warn!(shard = index, "could not pin shard to its core");
             }
-            let mut shard = Shard::new(&spec, socket, updates, events, metrics);
+            let mut shard = Shard::new(
+                index, batch, max_fanout, router, socket, updates, events, metrics,
+            );
             if let Err(e) = shard.run(poll, &stop) {
-                tracing::error!(shard = spec.index, error = %e, "shard stopped on error");
+                tracing::error!(shard = index, error = %e, "shard stopped on error");
             }
         })?;
     Ok(ShardHandle { waker, thread })
@@ -106,30 +116,34 @@ struct Shard {
 }
 
 impl Shard {
+    #[allow(clippy::too_many_arguments)]
     fn new(
-        spec: &ShardSpec,
+        index: usize,
+        batch: usize,
+        max_fanout: usize,
+        router: RouterConfig,
         socket: UdpSocket,
         updates: Receiver<Update>,
         events: Sender<ShardEvent>,
         metrics: Arc<AllShards>,
     ) -> Self {
-        let max_fanout = spec.max_fanout.max(1);
+        let max_fanout = max_fanout.max(1);
         // Room for a full batch at typical fan-out, and never less than two worst-case
         // packets, so `flush_if_needed` keeps it from ever reallocating.
-        let tx_cap = (spec.batch * 16).max(2 * max_fanout) + spec.batch;
+        let tx_cap = (batch * 16).max(2 * max_fanout) + batch;
         Self {
-            index: spec.index,
+            index,
             socket,
-            router: Router::new(spec.router),
+            router: Router::new(router),
             updates,
             events,
             metrics,
-            rx: RecvBatch::new(spec.batch),
+            rx: RecvBatch::new(batch),
             tx_batch: SendBatch::new(SEND_CHUNK),
             tx: Vec::with_capacity(tx_cap),
             max_fanout,
-            replies: vec![[0u8; MAX_RESPONSE]; spec.batch],
-            reply_lens: vec![0; spec.batch],
+            replies: vec![[0u8; MAX_RESPONSE]; batch],
+            reply_lens: vec![0; batch],
             // 1 µs .. 10 s in ns, 3 significant figures.
             latency: Histogram::new_with_bounds(1_000, 10_000_000_000, 3)
                 .expect("static histogram bounds are valid"),
@@ -206,7 +220,10 @@ impl Shard {
                 continue;
             }
             let reply = &mut self.replies[replies];
-            match self.router.handle(i as u16, pkt, src, now, &mut self.tx, reply) {
+            match self
+                .router
+                .handle(i as u16, pkt, src, now, &mut self.tx, reply)
+            {
                 Outcome::Reply(len) => {
                     self.reply_lens[replies] = len;
                     self.tx.push(Transmit {
@@ -316,4 +333,3 @@ fn reply_buf(i: usize) -> u16 {
 fn reply_index(buf: u16) -> Option<usize> {
     buf.checked_sub(REPLY_BASE).map(usize::from)
 }
-

@@ -51,9 +51,21 @@ impl Api {
         let auth = format!("Bearer {TOKEN}");
         let resp = match (method, body) {
             ("GET", _) => self.agent.get(&url).header("Authorization", &auth).call(),
-            ("DELETE", _) => self.agent.delete(&url).header("Authorization", &auth).call(),
-            ("POST", Some(b)) => self.agent.post(&url).header("Authorization", &auth).send_json(&b),
-            ("PUT", Some(b)) => self.agent.put(&url).header("Authorization", &auth).send_json(&b),
+            ("DELETE", _) => self
+                .agent
+                .delete(&url)
+                .header("Authorization", &auth)
+                .call(),
+            ("POST", Some(b)) => self
+                .agent
+                .post(&url)
+                .header("Authorization", &auth)
+                .send_json(&b),
+            ("PUT", Some(b)) => self
+                .agent
+                .put(&url)
+                .header("Authorization", &auth)
+                .send_json(&b),
             (m, b) => panic!("unsupported request {m} {b:?}"),
         };
         let mut resp = resp.expect("control API answers");
@@ -128,7 +140,11 @@ impl Api {
     }
 
     pub fn delete_endpoint(&self, conf: &str, ep: &str) {
-        let (s, v) = self.call("DELETE", &format!("/v1/conferences/{conf}/endpoints/{ep}"), None);
+        let (s, v) = self.call(
+            "DELETE",
+            &format!("/v1/conferences/{conf}/endpoints/{ep}"),
+            None,
+        );
         assert_eq!(s, 204, "delete endpoint: {v}");
     }
 }
@@ -148,7 +164,8 @@ pub struct Peer {
 impl Peer {
     pub fn new(media: SocketAddr) -> Self {
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
         Self { sock, media }
     }
 
@@ -159,7 +176,8 @@ impl Peer {
     /// Latches with a STUN Binding request, retrying until the verified response
     /// arrives; returns the XOR-MAPPED-ADDRESS.
     pub fn latch(&self, creds: &Creds) -> SocketAddr {
-        self.try_latch(creds, DEADLINE).expect("STUN latch answered")
+        self.try_latch(creds, DEADLINE)
+            .expect("STUN latch answered")
     }
 
     /// Like [`Peer::latch`] but gives up after `wait`.
@@ -270,7 +288,12 @@ pub const NAMES: [&str; 4] = ["a", "b", "c", "d"];
 
 impl Call {
     pub fn new(fwd: &Forwarder) -> Self {
-        let api = Api::new(fwd.control_addr());
+        Self::on(fwd.media_addr(), fwd.control_addr())
+    }
+
+    /// The same call on a forwarder reached by its addresses (e.g. a child process).
+    pub fn on(media: SocketAddr, control: SocketAddr) -> Self {
+        let api = Api::new(control);
         api.conference("c1");
         let creds: Vec<Creds> = NAMES.iter().map(|n| api.endpoint("c1", n)).collect();
         api.tracks(
@@ -279,12 +302,16 @@ impl Call {
             json!([{"id": "mic", "kind": "audio", "ssrcs": [0xA1]},
                    {"id": "cam", "kind": "video", "ssrcs": [0xA2]}]),
         );
-        api.tracks("c1", "d", json!([{"id": "mic", "kind": "audio", "ssrcs": [0xD1]}]));
+        api.tracks(
+            "c1",
+            "d",
+            json!([{"id": "mic", "kind": "audio", "ssrcs": [0xD1]}]),
+        );
         for s in ["b", "c"] {
             api.subscribe("c1", s, &[("a", "mic"), ("a", "cam")]);
         }
         api.subscribe("c1", "a", &[("d", "mic")]);
-        let peers: Vec<Peer> = NAMES.iter().map(|_| Peer::new(fwd.media_addr())).collect();
+        let peers: Vec<Peer> = NAMES.iter().map(|_| Peer::new(media)).collect();
         for (p, c) in peers.iter().zip(&creds) {
             let mapped = p.latch(c);
             assert_eq!(mapped, p.addr(), "XOR-MAPPED-ADDRESS is the peer's address");
@@ -315,4 +342,95 @@ pub fn with_shard_counts(f: impl Fn(&Forwarder)) {
         f(&fwd);
         fwd.stop();
     }
+}
+
+/// `blindfold serve` running as a real child process on loopback port 0; killed on drop.
+/// Its stderr (the logs) is kept in a file for audits.
+pub struct ServeProcess {
+    pub child: std::process::Child,
+    pub media: SocketAddr,
+    pub control: SocketAddr,
+    pub log_path: std::path::PathBuf,
+}
+
+impl ServeProcess {
+    pub fn start(shards: usize, extra: &[&str]) -> Self {
+        use std::io::BufRead;
+        let log_path = std::env::temp_dir().join(format!(
+            "blindfold-serve-{}-{}.log",
+            std::process::id(),
+            rand_suffix()
+        ));
+        let log = std::fs::File::create(&log_path).unwrap();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_blindfold"))
+            .args([
+                "serve",
+                "--media",
+                "127.0.0.1:0",
+                "--control",
+                "127.0.0.1:0",
+            ])
+            .args(["--shards", &shards.to_string(), "--pin", "false"])
+            .args(["--control-token", TOKEN])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("serve starts");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut media = None;
+        let mut control = None;
+        let deadline = Instant::now() + DEADLINE;
+        while (media.is_none() || control.is_none()) && Instant::now() < deadline {
+            if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
+                if let Some(a) = line.strip_prefix("media ") {
+                    media = a.trim().parse().ok();
+                } else if let Some(a) = line.strip_prefix("control http://") {
+                    control = a.trim().parse().ok();
+                }
+            }
+        }
+        let (Some(media), Some(control)) = (media, control) else {
+            let _ = child.kill();
+            panic!("serve did not report its addresses");
+        };
+        Self {
+            child,
+            media,
+            control,
+            log_path,
+        }
+    }
+
+    /// True while the process has not exited.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log_path);
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(Instant::now())
 }
