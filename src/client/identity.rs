@@ -95,14 +95,22 @@ mod tests {
     #[test]
     fn ids_are_per_call_and_proofs_bind_key_and_id() {
         let me = Identity::generate("alice@example.org", "laptop");
-        let (c1, c2) = (CallSecret::from_bytes([1; 32]), CallSecret::from_bytes([2; 32]));
+        let (c1, c2) = (
+            CallSecret::from_bytes([1; 32]),
+            CallSecret::from_bytes([2; 32]),
+        );
         assert_ne!(me.participant_id(&c1), me.participant_id(&c2));
         let id = me.participant_id(&c1);
         let proof = key_proof(&c1, &id, b"key");
         assert!(verify_key_proof(&c1, &id, b"key", &proof));
         assert!(!verify_key_proof(&c1, &id, b"kez", &proof));
         assert!(!verify_key_proof(&c2, &id, b"key", &proof));
-        assert!(!verify_key_proof(&c1, &me.participant_id(&c2), b"key", &proof));
+        assert!(!verify_key_proof(
+            &c1,
+            &me.participant_id(&c2),
+            b"key",
+            &proof
+        ));
         assert!(!format!("{me:?}").contains(&hex::encode(me.long_term_key)));
     }
 }

@@ -129,8 +129,15 @@ impl StreamStats {
 
 /// Packets per frame and payload size for a video track of `bitrate_bps` at `fps` in
 /// packets of about `packet_bytes` on the wire (RTP header and SRTP overhead included).
-pub fn video_frame_plan(bitrate_bps: u32, fps: u32, packet_bytes: usize, overhead: usize) -> (usize, usize) {
-    let payload = packet_bytes.saturating_sub(RTP_HEADER + overhead).max(PAYLOAD_TAG);
+pub fn video_frame_plan(
+    bitrate_bps: u32,
+    fps: u32,
+    packet_bytes: usize,
+    overhead: usize,
+) -> (usize, usize) {
+    let payload = packet_bytes
+        .saturating_sub(RTP_HEADER + overhead)
+        .max(PAYLOAD_TAG);
     let frame_bytes = (bitrate_bps as usize / 8) / fps.max(1) as usize;
     let packets = frame_bytes.div_ceil(payload).max(1);
     (packets, payload)
@@ -150,7 +157,11 @@ mod tests {
         let mut bad = p.clone();
         bad[50] ^= 1;
         assert!(!check_payload(0xdead_beef, 7, &bad[RTP_HEADER..]));
-        assert!(!check_payload(0xdead_beef, 7, &p[RTP_HEADER..RTP_HEADER + 3]));
+        assert!(!check_payload(
+            0xdead_beef,
+            7,
+            &p[RTP_HEADER..RTP_HEADER + 3]
+        ));
     }
 
     #[test]

@@ -36,7 +36,11 @@ pub use participant::{
 #[derive(clap::Args, Debug, Clone)]
 pub struct ClientArgs {
     /// Signalling WebSocket URL.
-    #[arg(long, default_value = "ws://127.0.0.1:8490/v1/ws", env = "BLINDFOLD_SIGNAL")]
+    #[arg(
+        long,
+        default_value = "ws://127.0.0.1:8490/v1/ws",
+        env = "BLINDFOLD_SIGNAL"
+    )]
     pub signal: String,
 
     /// The call's 32-octet secret (64 hex digits), shared by the members out of band.
@@ -79,7 +83,11 @@ pub fn run_cli(args: ClientArgs) -> anyhow::Result<()> {
     let mut secret = [0u8; 32];
     hex::decode_to_slice(args.call_secret.trim(), &mut secret)
         .context("--call-secret must be 64 hex digits")?;
-    let mut cfg = ParticipantConfig::new(&args.signal, secret, Identity::generate(&args.user, &args.device));
+    let mut cfg = ParticipantConfig::new(
+        &args.signal,
+        secret,
+        Identity::generate(&args.user, &args.device),
+    );
     cfg.video = args.video.then(|| VideoConfig {
         bitrate_bps: args.video_bitrate,
         ..VideoConfig::default()
@@ -87,9 +95,12 @@ pub fn run_cli(args: ClientArgs) -> anyhow::Result<()> {
     cfg.schedule.epoch_interval_ms = args.epoch_interval.max(1) * 1000;
     cfg.key_log = args.key_log;
     let p = Participant::spawn(cfg)?;
-    p.wait_ready(Duration::from_secs(20)).context("joining the call")?;
+    p.wait_ready(Duration::from_secs(20))
+        .context("joining the call")?;
     println!("joined {}", p.id());
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate())?;
@@ -109,7 +120,8 @@ pub fn run_cli(args: ClientArgs) -> anyhow::Result<()> {
         anyhow::Ok(())
     })?;
     if matches!(p.phase(), Phase::InCall) {
-        p.leave(Duration::from_secs(10)).context("leaving the call")?;
+        p.leave(Duration::from_secs(10))
+            .context("leaving the call")?;
     }
     let (stats, err) = p.stop();
     println!("{}", serde_json::to_string(&stats)?);

@@ -248,7 +248,11 @@ impl Shared {
         self.changed.notify_all();
     }
 
-    fn wait<T>(&self, timeout: Duration, mut f: impl FnMut(&SharedState) -> Option<T>) -> Option<T> {
+    fn wait<T>(
+        &self,
+        timeout: Duration,
+        mut f: impl FnMut(&SharedState) -> Option<T>,
+    ) -> Option<T> {
         let deadline = Instant::now() + timeout;
         let mut st = self.lock();
         loop {
@@ -343,7 +347,9 @@ impl Participant {
                 ))),
                 _ => st.ready_at.and(st.joined_at).map(Ok),
             })
-            .unwrap_or(Err(ClientError::Timeout("waiting for the participant to be ready")))
+            .unwrap_or(Err(ClientError::Timeout(
+                "waiting for the participant to be ready",
+            )))
     }
 
     /// When signalling admitted the participant.
@@ -354,14 +360,18 @@ impl Participant {
     /// Leaves the call and waits until signalling confirmed that the forwarder no longer
     /// sends to it; returns that time. The socket stays open and counts late arrivals.
     pub fn leave(&self, timeout: Duration) -> Result<Instant, ClientError> {
-        self.cmd.send(Command::Leave).map_err(|_| ClientError::Stopped)?;
+        self.cmd
+            .send(Command::Leave)
+            .map_err(|_| ClientError::Stopped)?;
         self.shared
             .wait(timeout, |st| match &st.phase {
                 Some(Phase::Left(at)) => Some(Ok(*at)),
                 Some(Phase::Ended(_)) => Some(Err(ClientError::Stopped)),
                 _ => None,
             })
-            .unwrap_or(Err(ClientError::Timeout("waiting for the leave to complete")))
+            .unwrap_or(Err(ClientError::Timeout(
+                "waiting for the leave to complete",
+            )))
     }
 
     /// A snapshot of the counters.
@@ -409,7 +419,11 @@ impl Participant {
 
     /// Tries every key this participant holds or can derive on each packet (stateless: no
     /// replay window can mask a packet it could open). An attacker's view of a capture.
-    pub fn probe(&self, packets: Vec<Vec<u8>>, timeout: Duration) -> Result<ProbeReport, ClientError> {
+    pub fn probe(
+        &self,
+        packets: Vec<Vec<u8>>,
+        timeout: Duration,
+    ) -> Result<ProbeReport, ClientError> {
         let (tx, rx) = std::sync::mpsc::channel();
         self.cmd
             .send(Command::Probe(packets, tx))
@@ -443,7 +457,8 @@ impl Drop for Participant {
     }
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// One own outgoing stream.
 struct OutStream {
@@ -535,10 +550,13 @@ async fn run(
     let me = cfg.identity.participant_id(&call);
     let keys = KeyPair::generate(&mut rand::rng());
     let public = keys.public_bytes();
-    let (mut ws, _) = tokio::time::timeout(cfg.join_timeout, tokio_tungstenite::connect_async(cfg.signal_url.as_str()))
-        .await
-        .map_err(|_| ClientError::Timeout("connecting to signalling"))?
-        .map_err(|e| ClientError::Signal(e.to_string()))?;
+    let (mut ws, _) = tokio::time::timeout(
+        cfg.join_timeout,
+        tokio_tungstenite::connect_async(cfg.signal_url.as_str()),
+    )
+    .await
+    .map_err(|_| ClientError::Timeout("connecting to signalling"))?
+    .map_err(|e| ClientError::Signal(e.to_string()))?;
     send_ws(
         &mut ws,
         ClientMessage::Join {
@@ -626,7 +644,8 @@ async fn run(
     };
     let audio = cfg.audio.then(OutStream::new);
     let video = cfg.video.map(|v| {
-        let (n, payload) = media::video_frame_plan(v.bitrate_bps, v.fps, v.packet_bytes, RTP_OVERHEAD);
+        let (n, payload) =
+            media::video_frame_plan(v.bitrate_bps, v.fps, v.packet_bytes, RTP_OVERHEAD);
         (OutStream::new(), n, payload)
     });
     let mut eng = Engine {
@@ -681,7 +700,8 @@ async fn run(
     eng.update_ready();
 
     let mut audio_tick = tokio::time::interval(Duration::from_millis(20));
-    let frame = Duration::from_secs_f64(1.0 / f64::from(eng.cfg.video.map_or(30, |v| v.fps.max(1))));
+    let frame =
+        Duration::from_secs_f64(1.0 / f64::from(eng.cfg.video.map_or(30, |v| v.fps.max(1))));
     let mut video_tick = tokio::time::interval(frame);
     let mut consent_tick = tokio::time::interval(eng.cfg.consent_interval);
     for t in [&mut audio_tick, &mut video_tick, &mut consent_tick] {
@@ -792,7 +812,12 @@ impl Engine {
         let mut buf = vec![0u8; 2048];
         while tokio::time::Instant::now() < deadline {
             let txid: [u8; 12] = rand::random();
-            let req = ice::binding_request(txid, &self.ice.ufrag, &self.client_ufrag, self.ice.pwd.as_bytes());
+            let req = ice::binding_request(
+                txid,
+                &self.ice.ufrag,
+                &self.client_ufrag,
+                self.ice.pwd.as_bytes(),
+            );
             sock.send_to(&req, self.forwarder).await?;
             let until = tokio::time::Instant::now() + Duration::from_millis(250);
             while let Ok(r) = tokio::time::timeout_at(until, sock.recv_from(&mut buf)).await {
@@ -812,7 +837,12 @@ impl Engine {
             self.shared.lock().stats.consent_missed += 1;
         }
         let txid: [u8; 12] = rand::random();
-        let req = ice::binding_request(txid, &self.ice.ufrag, &self.client_ufrag, self.ice.pwd.as_bytes());
+        let req = ice::binding_request(
+            txid,
+            &self.ice.ufrag,
+            &self.client_ufrag,
+            self.ice.pwd.as_bytes(),
+        );
         if sock.send_to(&req, self.forwarder).await.is_ok() {
             self.consent_txid = Some(txid);
         }
@@ -939,7 +969,10 @@ impl Engine {
             Ok(()) => {
                 let mut st = self.shared.lock();
                 st.stats.sent += 1;
-                st.sent_log.entry(ssrc).or_default().push((Instant::now(), seq));
+                st.sent_log
+                    .entry(ssrc)
+                    .or_default()
+                    .push((Instant::now(), seq));
                 Some(pkt)
             }
             Err(E2eeError::NoSendingKey) => {
@@ -965,15 +998,30 @@ impl Engine {
     }
 
     async fn send_video(&mut self, sock: &UdpSocket) {
-        let Some((v, n, payload)) = &mut self.video else { return };
+        let Some((v, n, payload)) = &mut self.video else {
+            return;
+        };
         let (n, payload) = (*n, *payload);
         let ssrc = v.ssrc;
         let mut burst = Vec::with_capacity(n);
         for i in 0..n {
-            burst.push((v.seq, media::build_rtp(ssrc, v.seq, v.timestamp, VIDEO_PT, i + 1 == n, payload, RTP_OVERHEAD)));
+            burst.push((
+                v.seq,
+                media::build_rtp(
+                    ssrc,
+                    v.seq,
+                    v.timestamp,
+                    VIDEO_PT,
+                    i + 1 == n,
+                    payload,
+                    RTP_OVERHEAD,
+                ),
+            ));
             v.seq = v.seq.wrapping_add(1);
         }
-        v.timestamp = v.timestamp.wrapping_add(90_000 / self.cfg.video.map_or(30, |c| c.fps.max(1)));
+        v.timestamp = v
+            .timestamp
+            .wrapping_add(90_000 / self.cfg.video.map_or(30, |c| c.fps.max(1)));
         for (seq, pkt) in burst {
             if let Some(p) = self.protect_and_log(pkt, ssrc, seq) {
                 let _ = sock.send_to(&p, self.forwarder).await;
@@ -998,7 +1046,10 @@ impl Engine {
             return;
         }
         // RFC 5761: payload types 192-223 in the second octet are RTCP.
-        if !(128..=191).contains(&first) || data.len() < RTP_HEADER || (192..=223).contains(&data[1]) {
+        if !(128..=191).contains(&first)
+            || data.len() < RTP_HEADER
+            || (192..=223).contains(&data[1])
+        {
             self.shared.lock().stats.ignored += 1;
             return;
         }
@@ -1073,7 +1124,9 @@ impl Engine {
             let Ok(named) = read_mki(pkt) else { continue };
             let mut epochs = held.clone();
             epochs.push(named);
-            let ssrc = pkt.get(8..12).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+            let ssrc = pkt
+                .get(8..12)
+                .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
             let owners: Vec<ParticipantId> = match ssrc.and_then(|s| self.ssrc_owner.get(&s)) {
                 Some(o) => vec![*o],
                 None => senders.clone(),

@@ -93,12 +93,25 @@ impl ForwarderClient {
         self.endpoints.load(Ordering::Relaxed)
     }
 
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<(u16, String), ControlError> {
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(u16, String), ControlError> {
         let url = format!("{}{}", self.base, path);
         let text = body.map(|b| b.to_string());
         let resp = match (method, text) {
-            ("DELETE", _) => self.agent.delete(&url).header("Authorization", &self.auth).call(),
-            ("GET", _) => self.agent.get(&url).header("Authorization", &self.auth).call(),
+            ("DELETE", _) => self
+                .agent
+                .delete(&url)
+                .header("Authorization", &self.auth)
+                .call(),
+            ("GET", _) => self
+                .agent
+                .get(&url)
+                .header("Authorization", &self.auth)
+                .call(),
             ("POST", Some(t)) => self
                 .agent
                 .post(&url)
@@ -124,7 +137,13 @@ impl ForwarderClient {
         Ok((status, text))
     }
 
-    fn expect(&self, method: &str, path: &str, body: Option<Value>, ok: &[u16]) -> Result<String, ControlError> {
+    fn expect(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        ok: &[u16],
+    ) -> Result<String, ControlError> {
         let (status, text) = self.call(method, path, body)?;
         if ok.contains(&status) {
             Ok(text)
@@ -135,14 +154,24 @@ impl ForwarderClient {
 
     /// Creates conference `conf`; an existing one (409) is taken as is.
     pub fn create_conference(&self, conf: &str) -> Result<(), ControlError> {
-        self.expect("POST", "/v1/conferences", Some(json!({ "id": conf })), &[200, 201, 409])
-            .map(|_| ())
+        self.expect(
+            "POST",
+            "/v1/conferences",
+            Some(json!({ "id": conf })),
+            &[200, 201, 409],
+        )
+        .map(|_| ())
     }
 
     /// Deletes conference `conf`; a missing one (404) is already gone.
     pub fn delete_conference(&self, conf: &str) -> Result<(), ControlError> {
-        self.expect("DELETE", &format!("/v1/conferences/{conf}"), None, &[200, 204, 404])
-            .map(|_| ())
+        self.expect(
+            "DELETE",
+            &format!("/v1/conferences/{conf}"),
+            None,
+            &[200, 204, 404],
+        )
+        .map(|_| ())
     }
 
     /// Creates endpoint `ep` in `conf`.

@@ -56,12 +56,21 @@ pub use server::{ConferenceView, MemberView, Service, StateView};
 #[derive(clap::Args, Debug, Clone)]
 pub struct SignalArgs {
     /// Address for participants' WebSockets (path /v1/ws).
-    #[arg(long, default_value = "127.0.0.1:8490", env = "BLINDFOLD_SIGNAL_LISTEN")]
+    #[arg(
+        long,
+        default_value = "127.0.0.1:8490",
+        env = "BLINDFOLD_SIGNAL_LISTEN"
+    )]
     pub listen: SocketAddr,
 
     /// Control API base URL of a forwarder (repeat for several); conferences go to the
     /// one with the fewest endpoints.
-    #[arg(long = "forwarder", default_value = "http://127.0.0.1:8480", env = "BLINDFOLD_FORWARDERS", value_delimiter = ',')]
+    #[arg(
+        long = "forwarder",
+        default_value = "http://127.0.0.1:8480",
+        env = "BLINDFOLD_FORWARDERS",
+        value_delimiter = ','
+    )]
     pub forwarders: Vec<String>,
 
     /// Bearer token of the forwarders' control APIs.
@@ -140,7 +149,9 @@ impl SignalServer {
             .collect();
         let service = Arc::new(Service::new(forwarders));
         let std_listener = std::net::TcpListener::bind(args.listen).map_err(SignalError::Bind)?;
-        std_listener.set_nonblocking(true).map_err(SignalError::Bind)?;
+        std_listener
+            .set_nonblocking(true)
+            .map_err(SignalError::Bind)?;
         let addr = std_listener.local_addr().map_err(SignalError::Bind)?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

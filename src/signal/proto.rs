@@ -239,7 +239,8 @@ fn is_hex_up_to(s: &str, max_octets: usize) -> bool {
 
 fn valid_track_name(s: &str) -> bool {
     (1..=64).contains(&s.len())
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 /// Parses and validates a participant's frame.
@@ -344,7 +345,10 @@ mod tests {
             key_proof: None,
         };
         let text = encode(&msg);
-        assert!(text.contains(r#""v":1"#) && text.contains(r#""type":"join""#), "{text}");
+        assert!(
+            text.contains(r#""v":1"#) && text.contains(r#""type":"join""#),
+            "{text}"
+        );
         assert_eq!(parse_client(&text).unwrap(), msg);
     }
 

@@ -181,7 +181,10 @@ impl Service {
                 st.created = true;
             }
             if st.members.contains_key(&pid) {
-                return Err(Refusal(ErrorCode::ParticipantTaken, "participant id in use".into()));
+                return Err(Refusal(
+                    ErrorCode::ParticipantTaken,
+                    "participant id in use".into(),
+                ));
             }
             let (c, p) = (conf.id.clone(), pid.clone());
             let ep = match blocking(&conf.fwd, move |f| f.create_endpoint(&c, &p)).await {
@@ -274,7 +277,12 @@ impl Service {
         }
     }
 
-    async fn publish(&self, conf: &Arc<Conference>, pid: &str, tracks: Vec<Track>) -> Result<(), Refusal> {
+    async fn publish(
+        &self,
+        conf: &Arc<Conference>,
+        pid: &str,
+        tracks: Vec<Track>,
+    ) -> Result<(), Refusal> {
         let mut st = conf.state.lock().await;
         let (c, p, t) = (conf.id.clone(), pid.to_string(), tracks.clone());
         blocking(&conf.fwd, move |f| f.set_tracks(&c, &p, &t))
@@ -307,10 +315,19 @@ impl Service {
         self.sync_subscriptions(conf, &mut st).await;
     }
 
-    async fn relay_key(&self, conf: &Arc<Conference>, from: &str, to: &str, message: String) -> Result<(), Refusal> {
+    async fn relay_key(
+        &self,
+        conf: &Arc<Conference>,
+        from: &str,
+        to: &str,
+        message: String,
+    ) -> Result<(), Refusal> {
         let st = conf.state.lock().await;
         let Some(m) = st.members.get(to) else {
-            return Err(Refusal(ErrorCode::UnknownRecipient, "recipient is not a member".into()));
+            return Err(Refusal(
+                ErrorCode::UnknownRecipient,
+                "recipient is not a member".into(),
+            ));
         };
         let _ = m.tx.send(ServerMessage::Key {
             from: from.to_string(),
@@ -328,7 +345,9 @@ impl Service {
             .map(|(id, m)| (id.clone(), desired(st, id, m)))
             .collect();
         for (id, subs) in wanted {
-            let Some(m) = st.members.get(&id) else { continue };
+            let Some(m) = st.members.get(&id) else {
+                continue;
+            };
             if m.pushed == subs {
                 continue;
             }
@@ -363,12 +382,18 @@ impl Service {
                 Message::Close(_) => break,
                 Message::Ping(_) | Message::Pong(_) => continue,
                 Message::Binary(_) => {
-                    refuse(&tx, Refusal(ErrorCode::BadRequest, "text frames only".into()));
+                    refuse(
+                        &tx,
+                        Refusal(ErrorCode::BadRequest, "text frames only".into()),
+                    );
                     continue;
                 }
             };
             if text.len() > MAX_FRAME {
-                refuse(&tx, Refusal(ErrorCode::BadRequest, "frame too large".into()));
+                refuse(
+                    &tx,
+                    Refusal(ErrorCode::BadRequest, "frame too large".into()),
+                );
                 continue;
             }
             let msg = match parse_client(text.as_str()) {
@@ -387,7 +412,10 @@ impl Service {
                         key,
                         key_proof,
                     },
-                ) => match self.join(conference, participant.clone(), key, key_proof, &tx).await {
+                ) => match self
+                    .join(conference, participant.clone(), key, key_proof, &tx)
+                    .await
+                {
                     Ok(conf) => {
                         joined = Some((conf, participant));
                         Ok(())
