@@ -20,12 +20,21 @@ fn lapsed_consent_stops_media_and_a_fresh_check_restores_it() {
         })
     };
     // b sends no more checks: within the timeout (plus propagation) it stops receiving.
-    assert!(send_and_check(false), "b kept receiving after its consent lapsed");
     assert!(
-        call.api.counter("blindfold_dropped_packets_total", "reason=\"no_destination\"") > 0,
+        send_and_check(false),
+        "b kept receiving after its consent lapsed"
+    );
+    assert!(
+        call.api.counter(
+            "blindfold_dropped_packets_total",
+            "reason=\"no_destination\""
+        ) > 0,
         "copies to a lapsed endpoint are counted"
     );
     // A fresh valid check restores it.
     b.latch(&call.creds[1]);
-    assert!(send_and_check(true), "b did not receive again after a fresh check");
+    assert!(
+        send_and_check(true),
+        "b did not receive again after a fresh check"
+    );
 }

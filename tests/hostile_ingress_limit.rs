@@ -35,9 +35,16 @@ fn a_flooder_is_limited_and_the_others_lose_nothing() {
         "d lost packets to a's flood: got {} of 101",
         got.len()
     );
-    let limited = call.api.counter("blindfold_dropped_packets_total", "reason=\"rate_limited\"");
+    let limited = call
+        .api
+        .counter("blindfold_dropped_packets_total", "reason=\"rate_limited\"");
     assert!(limited >= 2000, "only {limited} packets were rate limited");
     // And b, a subscriber of a, received at most the bucket's worth.
-    let b_got = call.peer("b").drain().iter().filter(|p| rtp_id(p).is_some()).count();
+    let b_got = call
+        .peer("b")
+        .drain()
+        .iter()
+        .filter(|p| rtp_id(p).is_some())
+        .count();
     assert!(b_got <= 1000, "b received {b_got} of a's 3000 packets");
 }

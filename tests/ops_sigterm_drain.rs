@@ -10,17 +10,26 @@ fn sigterm_refuses_new_conferences_and_keeps_calls_until_they_end() {
     let mut serve = ServeProcess::start(1, &["--drain-timeout", "60"]);
     let call = Call::on(serve.media, serve.control);
     let pid = serve.child.id() as i32;
-    let status = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     assert!(
-        wait_for(|| call.api.call("POST", "/v1/conferences", Some(serde_json::json!({}))).0 == 503),
+        wait_for(|| call
+            .api
+            .call("POST", "/v1/conferences", Some(serde_json::json!({})))
+            .0
+            == 503),
         "new conferences are refused while draining"
     );
     // Media still flows in the existing call.
     let p = rtp(0xA1, 5, 50);
     call.peer("a").send(&p);
     let mut o = Vec::new();
-    call.peer("b").recv_until(|x| x == p.as_slice(), &mut o).expect("the call goes on while draining");
+    call.peer("b")
+        .recv_until(|x| x == p.as_slice(), &mut o)
+        .expect("the call goes on while draining");
     assert!(serve.alive());
     // Ending the last conference lets the process exit.
     let (s, _) = call.api.call("DELETE", "/v1/conferences/c1", None);
