@@ -140,7 +140,7 @@ impl From<std::io::Error> for ClientError {
 }
 
 /// Counters of one participant.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct Stats {
     /// SRTP packets sent.
     pub sent: u64,
