@@ -159,6 +159,8 @@ pub struct Stats {
     pub replayed: u64,
     /// Decrypted payloads that differed from what the sender built (also in `failed`).
     pub content_errors: u64,
+    /// Packets from an SSRC or sender not (yet) known as a member's (also in `failed`).
+    pub unknown_sender: u64,
     /// Packets missing in sequence, over all received streams.
     pub lost: u64,
     /// Packets that arrived after a later one.
@@ -1076,7 +1078,9 @@ impl Engine {
         }
         let epoch = read_mki(data).ok();
         let Some(sender) = self.ssrc_owner.get(&ssrc).copied() else {
-            self.shared.lock().stats.failed += 1;
+            let mut st = self.shared.lock();
+            st.stats.failed += 1;
+            st.stats.unknown_sender += 1;
             return;
         };
         let result = self.session.unprotect_rtp(&sender, data, now);
@@ -1108,7 +1112,14 @@ impl Engine {
             }
             Err(E2eeError::Srtp(SrtpError::UnknownEpoch(_))) => st.stats.no_key += 1,
             Err(E2eeError::Srtp(SrtpError::Replay | SrtpError::TooOld)) => st.stats.replayed += 1,
-            Err(_) => st.stats.failed += 1,
+            Err(E2eeError::UnknownParticipant(_)) => {
+                st.stats.failed += 1;
+                st.stats.unknown_sender += 1;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "a received packet failed");
+                st.stats.failed += 1;
+            }
         }
     }
 
