@@ -159,7 +159,9 @@ pub struct Stats {
     pub replayed: u64,
     /// Decrypted payloads that differed from what the sender built (also in `failed`).
     pub content_errors: u64,
-    /// Packets from an SSRC or sender not (yet) known as a member's (also in `failed`).
+    /// Packets from an SSRC or sender not (yet) known as a member's: dropped unverified.
+    /// Signalling announces tracks before the forwarder sends them, but the two travel
+    /// different paths, so the first packets of a new track can win the race.
     pub unknown_sender: u64,
     /// Packets missing in sequence, over all received streams.
     pub lost: u64,
@@ -673,6 +675,21 @@ async fn run(
     };
     eng.shared.lock().stats.bad_key_proofs = bad_proofs;
     eng.drain_outputs();
+    // Latch only once the first key is held: the forwarder starts sending on the latch,
+    // and packets that arrive before the key message could never be decrypted.
+    tokio::time::timeout(eng.cfg.join_timeout, async {
+        while !eng.session.can_send() {
+            match recv_ws(&mut ws).await? {
+                Some(m) => eng.on_server(m),
+                None => return Err(ClientError::Signal("closed while waiting for a key".into())),
+            }
+            eng.drain_outputs();
+            eng.flush(&mut ws).await?;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|_| ClientError::Timeout("waiting for the first key message"))??;
     eng.latch(&sock).await?;
 
     let mut tracks = Vec::new();
@@ -719,7 +736,11 @@ async fn run(
             .filter(|_| !eng.left)
             .map(|ms| tokio::time::Instant::from_std(t0 + Duration::from_millis(ms)))
             .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+        // Biased: a signalling message that has arrived (tracks, membership, a key) is
+        // handled before the media it enables, which the forwarder only sends after it;
+        // UDP comes last so its steady flow cannot starve the senders' timers.
         tokio::select! {
+            biased;
             msg = recv_ws(&mut ws), if ws_open => {
                 match msg {
                     Ok(Some(m)) => eng.on_server(m),
@@ -729,13 +750,6 @@ async fn run(
                             return Err(ClientError::Signal("signalling closed the connection".into()));
                         }
                     }
-                }
-            }
-            r = sock.recv_from(&mut buf) => {
-                match r {
-                    Ok((n, from)) => eng.on_datagram(&mut buf[..n], from),
-                    // ICMP errors surface here on Linux; the next datagram may be fine.
-                    Err(e) => tracing::debug!(error = %e, "udp receive failed"),
                 }
             }
             _ = audio_tick.tick(), if eng.audio.is_some() && !eng.left => eng.send_audio(&sock).await,
@@ -759,6 +773,13 @@ async fn run(
                     let _ = reply.send(eng.probe(&packets));
                 }
                 Some(Command::Stop) | None => break,
+            },
+            r = sock.recv_from(&mut buf) => {
+                match r {
+                    Ok((n, from)) => eng.on_datagram(&mut buf[..n], from),
+                    // ICMP errors surface here on Linux; the next datagram may be fine.
+                    Err(e) => tracing::debug!(error = %e, "udp receive failed"),
+                }
             }
         }
         eng.drain_outputs();
@@ -1078,9 +1099,8 @@ impl Engine {
         }
         let epoch = read_mki(data).ok();
         let Some(sender) = self.ssrc_owner.get(&ssrc).copied() else {
-            let mut st = self.shared.lock();
-            st.stats.failed += 1;
-            st.stats.unknown_sender += 1;
+            tracing::debug!("packet from an unmapped SSRC");
+            self.shared.lock().stats.unknown_sender += 1;
             return;
         };
         let result = self.session.unprotect_rtp(&sender, data, now);
@@ -1110,12 +1130,12 @@ impl Engine {
                     }
                 }
             }
-            Err(E2eeError::Srtp(SrtpError::UnknownEpoch(_))) => st.stats.no_key += 1,
-            Err(E2eeError::Srtp(SrtpError::Replay | SrtpError::TooOld)) => st.stats.replayed += 1,
-            Err(E2eeError::UnknownParticipant(_)) => {
-                st.stats.failed += 1;
-                st.stats.unknown_sender += 1;
+            Err(E2eeError::Srtp(SrtpError::UnknownEpoch(e))) => {
+                tracing::debug!(epoch = %e, sending = ?self.session.sending_epoch(), "no key for a packet");
+                st.stats.no_key += 1;
             }
+            Err(E2eeError::Srtp(SrtpError::Replay | SrtpError::TooOld)) => st.stats.replayed += 1,
+            Err(E2eeError::UnknownParticipant(_)) => st.stats.unknown_sender += 1,
             Err(e) => {
                 tracing::debug!(error = %e, "a received packet failed");
                 st.stats.failed += 1;

@@ -177,8 +177,8 @@ pub fn run_all(ps: &[Participant], t: &Timeline) -> Vec<Check> {
             ),
             ok,
             format!(
-                "received {}, decrypted {}, failed {} (unknown sender {}, content {}), no key yet {}, lost {}",
-                s.received, s.decrypted, s.failed, s.unknown_sender, s.content_errors, s.no_key, s.lost
+                "received {}, decrypted {}, failed {} (content {}), not yet verifiable {} (no key {}, unannounced track {}), lost {}",
+                s.received, s.decrypted, s.failed, s.content_errors, s.no_key + s.unknown_sender, s.no_key, s.unknown_sender, s.lost
             ),
         ));
     }
