@@ -232,7 +232,7 @@ pub fn is_ephemeral_id(s: &str) -> bool {
 
 fn is_hex_up_to(s: &str, max_octets: usize) -> bool {
     !s.is_empty()
-        && s.len() % 2 == 0
+        && s.len().is_multiple_of(2)
         && s.len() <= 2 * max_octets
         && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
