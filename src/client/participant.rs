@@ -747,7 +747,11 @@ async fn run(
                     Ok(None) | Err(_) => {
                         ws_open = false;
                         if !eng.left {
-                            return Err(ClientError::Signal("signalling closed the connection".into()));
+                            // The forwarder keeps our endpoint and the group keeps its
+                            // keys: media goes on with the membership we last knew (the
+                            // ratchet still runs), so a signalling restart does not
+                            // interrupt the call. Rejoining is the application's call.
+                            tracing::warn!("signalling connection lost; media continues");
                         }
                     }
                 }
