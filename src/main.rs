@@ -28,9 +28,13 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
-    blindfold::telemetry::init();
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // Servers log at info; tools whose stdout is a report keep stderr to warnings.
+    blindfold::telemetry::init(match cli.command {
+        Command::Serve(_) | Command::Signal(_) | Command::Client(_) => "info",
+        Command::Demo(_) | Command::Load(_) | Command::Plan(_) => "warn",
+    });
     match cli.command {
         // The serve matches tell which settings were given explicitly, so a --config
         // file fills in only the rest.

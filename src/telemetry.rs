@@ -6,11 +6,12 @@
 
 use std::fmt;
 
-/// Installs a `tracing` subscriber filtered by `RUST_LOG` (default `info`), writing to
-/// stderr. Safe to call more than once (later calls are no-ops).
-pub fn init() {
+/// Installs a `tracing` subscriber filtered by `RUST_LOG` (else `default`, e.g. `info`
+/// for servers, `warn` for tools whose output is a report), writing to stderr. Safe to
+/// call more than once (later calls are no-ops).
+pub fn init(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
