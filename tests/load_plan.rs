@@ -34,6 +34,8 @@ fn two_step_sweep_writes_the_report_folder() {
             "0.3",
             "--slo-p99-us",
             "0",
+            "--slo-loss-pct",
+            "100",
             "--quiet",
             "--out",
         ])
