@@ -452,7 +452,24 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn(deadline))
         .with_state(state)
+}
+
+/// Whole-request deadline (headers are bounded separately by the connection's
+/// header-read timeout): a client that trickles its body cannot hold a handler forever.
+pub(super) const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+async fn deadline(req: Request, next: Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "the request was not completed in time",
+        )
+        .into_response(),
+    }
 }
 
 async fn no_such_route() -> ApiError {

@@ -276,7 +276,7 @@ impl Drop for ControlServer {
 fn serve(
     listener: TcpListener,
     router: axum::Router,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
     ready: std::sync::mpsc::Sender<std::io::Result<()>>,
 ) {
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -298,23 +298,71 @@ fn serve(
             }
         };
         let _ = ready.send(Ok(()));
-        let mut graceful = shutdown.clone();
-        let server = axum::serve(listener, router).with_graceful_shutdown(async move {
-            // A dropped sender also means stop.
-            let _ = graceful.wait_for(|stop| *stop).await;
-        });
-        tokio::select! {
-            res = server => {
-                if let Err(e) = res {
-                    warn!(error = %e, "control API server failed");
+        accept_loop(listener, router, shutdown).await;
+    });
+}
+
+/// Most control connections served at once; more are closed on accept. The signalling
+/// service needs a handful, so this only bounds what a misbehaving client can hold.
+const MAX_CONNECTIONS: usize = 256;
+/// A connection must deliver a request's headers this soon (slow-loris bound).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Accepts connections and serves each with hyper's HTTP/1 (the axum router as the
+/// service), under a connection cap, a header-read timeout and, through the router, a
+/// whole-request deadline. Returns on shutdown after letting connections finish for
+/// [`STOP_GRACE`].
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    use hyper::server::conn::http1;
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => break,
+        };
+        let Ok((stream, _peer)) = accepted else {
+            // Out of file descriptors and the like: back off instead of spinning.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            debug!("control API: connection cap reached, closing a new connection");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(router.clone());
+        let mut stop = shutdown.clone();
+        conns.spawn(async move {
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = async { let _ = stop.wait_for(|s| *s).await; } => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(STOP_GRACE, conn).await;
                 }
             }
-            _ = async {
-                let _ = shutdown.wait_for(|stop| *stop).await;
-                tokio::time::sleep(STOP_GRACE).await;
-            } => debug!("control API: closing connections still open after the grace period"),
-        }
-    });
+            drop(permit);
+        });
+        // Reap finished connections so the set does not grow with history.
+        while conns.try_join_next().is_some() {}
+    }
+    let _ = tokio::time::timeout(STOP_GRACE, async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
 }
 
 /// The event thread: folds bursts of shard events into one broadcast each, until `stop`

@@ -1,0 +1,377 @@
+//! `blindfold demo`: a whole end-to-end encrypted call on this machine, with its security
+//! properties checked.
+//!
+//! Owns the script (who joins and leaves when), the tables it prints and the checks it
+//! runs. It starts a forwarder and the signalling service in this process on loopback
+//! (port 0), and N in-process participants ([`crate::client::Participant`]). Must not
+//! touch the forwarder's or the participants' internals beyond their public handles: the
+//! checks use only what a participant could see (its own keys, its own socket) and the
+//! senders' logs of what they sent when.
+//!
+//! Script over `--duration` (default 20 s) with N (default 5) participants:
+//! ```text
+//!  0%   N-1 join (the first is the key generator); one of them records ciphertext
+//!  20%  a late joiner joins
+//!  40%  a member leaves            -> rekey by the key generator
+//!  60%  the key generator leaves   -> handover, rekey by the next one
+//!  100% counters, forwarder metrics, security checks; exit 0 only if all held
+//! ```
+
+pub mod checks;
+
+use std::time::{Duration, Instant};
+
+use crate::client::{Identity, Participant, ParticipantConfig, Stats, VideoConfig};
+use crate::forwarder::Forwarder;
+use crate::forwarder::config::ServeArgs;
+use crate::forwarder::metrics::DropReason;
+use crate::signal::{SignalArgs, SignalServer};
+
+pub use checks::{Check, ForwarderCounters};
+
+/// Command-line arguments of `blindfold demo`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DemoArgs {
+    /// Participants in the call (at least 4: key generator, leaver, recorder, late joiner).
+    #[arg(long, default_value_t = 5)]
+    pub participants: usize,
+
+    /// Length of the script in seconds.
+    #[arg(long, default_value_t = 20)]
+    pub duration: u64,
+
+    /// Participants also publish ~1.5 Mbit/s of video.
+    #[arg(long)]
+    pub video: bool,
+
+    /// Seconds between one-way ratchet steps (short, so the demo shows a few).
+    #[arg(long, default_value_t = 5)]
+    pub epoch_interval: u64,
+
+    /// DEBUG ONLY: participants append their SRTP master keys to FILE.
+    #[arg(long, env = "BLINDFOLD_KEYLOG")]
+    pub key_log: Option<std::path::PathBuf>,
+}
+
+/// The demo could not run its script.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// Bad arguments.
+    #[error("{0}")]
+    Args(String),
+    /// The forwarder did not start.
+    #[error("forwarder: {0}")]
+    Forwarder(#[from] crate::forwarder::StartError),
+    /// The signalling service did not start.
+    #[error("signalling: {0}")]
+    Signal(#[from] crate::signal::SignalError),
+    /// A participant failed a step.
+    #[error("participant {who}: {error}")]
+    Participant {
+        /// Its name in the demo.
+        who: String,
+        /// What failed.
+        error: crate::client::ClientError,
+    },
+}
+
+/// One participant's row.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// Demo name (never sent anywhere).
+    pub name: String,
+    /// Its role in the script.
+    pub role: &'static str,
+    /// Final counters.
+    pub stats: Stats,
+}
+
+/// Everything the demo found.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// Per participant.
+    pub rows: Vec<Row>,
+    /// The forwarder's own counters.
+    pub forwarder: ForwarderCounters,
+    /// The security and delivery checks.
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    /// True when every check held.
+    pub fn passed(&self) -> bool {
+        self.checks.iter().all(|c| c.passed)
+    }
+
+    /// The tables, as printed.
+    pub fn render(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let _ = writeln!(out, "\nParticipants");
+        let _ = writeln!(
+            out,
+            "{:<8} {:<14} {:>7} {:>8} {:>9} {:>6} {:>6} {:>5} {:>6} {:>6} {:>6} {:>8}",
+            "name",
+            "role",
+            "sent",
+            "received",
+            "decrypted",
+            "failed",
+            "no-key",
+            "lost",
+            "epochs",
+            "rekeys",
+            "steps",
+            "max-gap"
+        );
+        for r in &self.rows {
+            let s = &r.stats;
+            let _ = writeln!(
+                out,
+                "{:<8} {:<14} {:>7} {:>8} {:>9} {:>6} {:>6} {:>5} {:>6} {:>6} {:>6} {:>6}ms",
+                r.name,
+                r.role,
+                s.sent,
+                s.received,
+                s.decrypted,
+                s.failed,
+                s.no_key,
+                s.lost,
+                s.epochs_seen,
+                s.rekeys,
+                s.ratchets,
+                s.max_gap_ms
+            );
+        }
+        let f = &self.forwarder;
+        let _ = writeln!(out, "\nForwarder");
+        let _ = writeln!(out, "  packets in       {:>9}", f.rx_packets);
+        let _ = writeln!(out, "  copies out       {:>9}", f.tx_packets);
+        let _ = writeln!(out, "  RTP forwarded    {:>9}", f.rtp_forwarded);
+        let _ = writeln!(out, "  STUN answered    {:>9}", f.stun_answered);
+        for (reason, n) in &f.drops {
+            if *n > 0 {
+                let _ = writeln!(out, "  dropped {:<16} {:>9}", reason, n);
+            }
+        }
+        if f.drops.iter().all(|(_, n)| *n == 0) {
+            let _ = writeln!(out, "  dropped          {:>9}", 0);
+        }
+        let _ = writeln!(out, "\nSecurity and delivery checks");
+        for c in &self.checks {
+            let _ = writeln!(
+                out,
+                "  [{}] {}\n        {}",
+                if c.passed { "PASS" } else { "FAIL" },
+                c.name,
+                c.detail
+            );
+        }
+        out
+    }
+}
+
+fn sleep_until(t: Instant) {
+    if let Some(d) = t.checked_duration_since(Instant::now()) {
+        std::thread::sleep(d);
+    }
+}
+
+/// A forwarder's counters summed over its shards.
+fn forwarder_counters(fwd: &Forwarder) -> ForwarderCounters {
+    let mut c = ForwarderCounters::default();
+    let mut drops = [0u64; DropReason::COUNT];
+    for s in fwd.metrics().iter() {
+        let snap = s.snapshot();
+        c.rx_packets += snap.counters.rx_packets;
+        c.tx_packets += snap.counters.tx_packets;
+        c.rtp_forwarded += snap.counters.rtp_forwarded;
+        c.stun_answered += snap.counters.stun_answered;
+        for (d, n) in drops.iter_mut().zip(snap.counters.drops) {
+            *d += n;
+        }
+    }
+    c.drops = DropReason::ALL
+        .iter()
+        .map(|r| (r.label().to_string(), drops[*r as usize]))
+        .collect();
+    c
+}
+
+/// Runs the script and its checks.
+pub fn run(args: &DemoArgs) -> Result<Report, DemoError> {
+    if args.participants < 4 {
+        return Err(DemoError::Args("--participants must be at least 4".into()));
+    }
+    if args.duration < 8 {
+        return Err(DemoError::Args(
+            "--duration must be at least 8 seconds".into(),
+        ));
+    }
+    let mut token = [0u8; 16];
+    rand::fill(&mut token);
+    let token = hex::encode(token);
+    let mut serve = ServeArgs::default();
+    serve.media = "127.0.0.1:0"
+        .parse()
+        .map_err(|_| DemoError::Args("address".into()))?;
+    serve.control = serve.media;
+    serve.shards = Some(2);
+    serve.pin = false;
+    serve.socket_buffer = 4 << 20;
+    serve.control_token = Some(token.clone());
+    let fwd = Forwarder::start(serve)?;
+    let signal = SignalServer::start(&SignalArgs {
+        listen: "127.0.0.1:0"
+            .parse()
+            .map_err(|_| DemoError::Args("address".into()))?,
+        forwarders: vec![format!("http://{}", fwd.control_addr())],
+        control_token: token,
+        debug_state: false,
+    })?;
+    println!(
+        "forwarder media {} control http://{}; signalling {}",
+        fwd.media_addr(),
+        fwd.control_addr(),
+        signal.ws_url()
+    );
+    let result = script(args, &signal, &fwd);
+    signal.stop();
+    let counters = forwarder_counters(&fwd);
+    fwd.stop();
+    let (rows, checks) = result?;
+    Ok(Report {
+        rows,
+        forwarder: counters,
+        checks,
+    })
+}
+
+const NAMES: [&str; 8] = [
+    "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi",
+];
+
+fn name(i: usize) -> String {
+    NAMES
+        .get(i)
+        .map_or_else(|| format!("p{i}"), |n| n.to_string())
+}
+
+fn script(
+    args: &DemoArgs,
+    signal: &SignalServer,
+    _fwd: &Forwarder,
+) -> Result<(Vec<Row>, Vec<Check>), DemoError> {
+    let mut call_secret = [0u8; 32];
+    rand::fill(&mut call_secret);
+    let n = args.participants;
+    let total = Duration::from_secs(args.duration);
+    let config = |i: usize| {
+        let mut c = ParticipantConfig::new(
+            &signal.ws_url(),
+            call_secret,
+            Identity::generate(&format!("{}@example.org", name(i)), "laptop"),
+        );
+        c.video = args.video.then(VideoConfig::default);
+        c.schedule.epoch_interval_ms = args.epoch_interval.max(1) * 1000;
+        c.key_log = args.key_log.clone();
+        if i == RECORDER {
+            c.record = 200_000;
+        }
+        c
+    };
+    let fail = |i: usize| {
+        move |error| DemoError::Participant {
+            who: name(i),
+            error,
+        }
+    };
+    let wait = Duration::from_secs(15);
+    let start = Instant::now();
+    let mut ps: Vec<Participant> = Vec::with_capacity(n);
+    // Join one at a time so the join order (and so the key generator) is the demo's.
+    for i in 0..n - 1 {
+        let p = Participant::spawn(config(i)).map_err(fail(i))?;
+        p.wait_ready(wait).map_err(fail(i))?;
+        ps.push(p);
+    }
+    println!(
+        "{} participants in the call; the key generator is {}",
+        n - 1,
+        name(KEYGEN)
+    );
+    sleep_until(start + total / 5);
+    let joiner = n - 1;
+    let before_join = Instant::now();
+    let p = Participant::spawn(config(joiner)).map_err(fail(joiner))?;
+    p.wait_ready(wait).map_err(fail(joiner))?;
+    let ready = Instant::now();
+    ps.push(p);
+    println!("{} joined late", name(joiner));
+    // Let a few packets under the joiner's first epoch reach the recorder.
+    std::thread::sleep(Duration::from_millis(500));
+    let joiner_check = checks::joiner_check(&ps, RECORDER, joiner, before_join, ready);
+    sleep_until(start + total * 2 / 5);
+    let leaver_left = ps[LEAVER].leave(wait).map_err(fail(LEAVER))?;
+    println!("{} left", name(LEAVER));
+    sleep_until(start + total * 3 / 5);
+    let keygen_left = ps[KEYGEN].leave(wait).map_err(fail(KEYGEN))?;
+    println!("{} (the key generator) left", name(KEYGEN));
+    sleep_until(start + total);
+
+    let timeline = checks::Timeline {
+        before_join,
+        joiner,
+        leaves: vec![(LEAVER, leaver_left), (KEYGEN, keygen_left)],
+        recorder: RECORDER,
+        grace_ms: config(0).schedule.grace_ms,
+        joiner_check,
+    };
+    let checks = checks::run_all(&ps, &timeline);
+    let rows = ps
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let (stats, _) = p.stop();
+            let role = match i {
+                KEYGEN => "key gen, left",
+                LEAVER => "left",
+                RECORDER => "recorder",
+                j if j == joiner => "late joiner",
+                _ => "member",
+            };
+            Row {
+                name: name(i),
+                role,
+                stats,
+            }
+        })
+        .collect();
+    Ok((rows, checks))
+}
+
+/// The first to join: the key generator until it leaves.
+const KEYGEN: usize = 0;
+/// Records ciphertext for the probes; present throughout.
+const RECORDER: usize = 1;
+/// Leaves at 40%.
+const LEAVER: usize = 2;
+
+/// Entry point of `blindfold demo`.
+pub fn run_cli(args: DemoArgs) -> anyhow::Result<()> {
+    if args.key_log.is_some() {
+        eprintln!("WARNING: --key-log writes every SRTP master key of the demo call to a file.");
+    }
+    let report = run(&args)?;
+    print!("{}", report.render());
+    if report.passed() {
+        println!("\nall {} checks held", report.checks.len());
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "{} of {} checks failed",
+            report.checks.iter().filter(|c| !c.passed).count(),
+            report.checks.len()
+        )
+    }
+}
