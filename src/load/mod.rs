@@ -609,6 +609,18 @@ pub fn run_cli(args: LoadArgs) -> anyhow::Result<()> {
     target.close();
     let report = result.context("load run")?;
     print!("{report}");
+    // One machine-readable line for scripts (scripts/bench.sh).
+    println!(
+        "RESULT target={} out_pps={:.0} loss={:.6} p50_us={:.1} p99_us={:.1} cpu_us_per_copy={} gen_cpu_us_per_copy={:.4} generator_limited={}",
+        report.target,
+        report.out_pps,
+        report.loss,
+        report.latency_us.p50,
+        report.latency_us.p99,
+        report.target_cpu.map_or("?".into(), |c| format!("{:.4}", c.us_per_copy)),
+        report.generator_cpu.us_per_copy,
+        !report.generator_limited.is_empty()
+    );
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)
             .with_context(|| format!("writing {}", path.display()))?;
