@@ -75,7 +75,7 @@ target_args() { # kind
     else echo "--control http://$CONTROL --token $TOKEN --media $MEDIA --pid $TPID"; fi
 }
 
-field() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" | head -1; }
+field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" | head -1; }
 
 declare -A BEST
 sweep() { # kind F round [gen-prefix...]

@@ -81,6 +81,7 @@ fn generator_against_the_ceiling_is_lossless() {
         drain_ms: 200,
         rx_threads: 1,
         socket_buffer: 1 << 20,
+        churn: 0,
         seed: 3,
         quiet: true,
     };

@@ -35,7 +35,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use procfs::CpuScope;
-use report::{CpuReport, Drops, LoadReport, Percentiles};
+use report::{Churn, CpuReport, Drops, LoadReport, Percentiles};
 use setup::{Api, FwdCounters, SetupError};
 use topology::{Subscribe, Topology, TopologyError};
 
@@ -148,6 +148,10 @@ pub struct RunArgs {
     /// SO_RCVBUF/SO_SNDBUF of each participant socket.
     #[arg(long, default_value_t = 1 << 20)]
     pub socket_buffer: usize,
+    /// Subscription changes per second sent to the control API during the measured
+    /// window (each re-sends one participant's subscription set; 0: none).
+    #[arg(long, default_value_t = 0)]
+    pub churn: u32,
     /// Seed of the generator's randomness (sizes, phases).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -324,7 +328,7 @@ pub fn run(target: &Target, topo: &Topology, args: &RunArgs) -> Result<LoadRepor
             None
         }
     };
-    let result = measure(target, topo, args, &sockets, creds.as_deref());
+    let result = measure(target, topo, args, &sockets, creds.as_deref(), &prefix);
     if let Some(api) = &target.api {
         let cleaned = setup::delete_calls(api, topo, &prefix);
         if result.is_ok() {
@@ -370,6 +374,7 @@ fn measure(
     args: &RunArgs,
     sockets: &[UdpSocket],
     creds: Option<&[engine::Creds]>,
+    prefix: &str,
 ) -> Result<LoadReport, LoadError> {
     let (warmup, duration) = (secs(args.warmup), secs(args.duration));
     let shared = engine::Shared::new(topo.streams(), Instant::now(), warmup, duration);
@@ -410,6 +415,18 @@ fn measure(
             .spawn_scoped(scope, move || {
                 engine::run_sender(topo, sockets, media, creds, shared_ref, args.seed)
             })?;
+        let churn = (args.churn > 0)
+            .then_some(target.api.as_ref())
+            .flatten()
+            .map(|api| {
+                let shared = &shared;
+                std::thread::Builder::new()
+                    .name("churn".into())
+                    .spawn_scoped(scope, move || {
+                        churn_loop(api, topo, prefix, shared, args.churn)
+                    })
+            })
+            .transpose()?;
         // Warm-up, then the measured window with progress.
         let wait_until = |ns: u64, bar: &Option<indicatif::ProgressBar>| {
             let mut last = (Instant::now(), shared.received.load(Ordering::Relaxed));
@@ -452,8 +469,49 @@ fn measure(
         if let Some(b) = &progress {
             b.finish_and_clear();
         }
-        Ok(build_report(target, topo, &sent, recv, &s0, &s1))
+        let mut report = build_report(target, topo, &sent, recv, &s0, &s1);
+        if let Some(h) = churn {
+            let (ok, failed) = h
+                .join()
+                .map_err(|_| LoadError::Start("churn thread panicked".into()))?;
+            report.churn = Some(Churn {
+                per_s: ok as f64 / report.measured_s,
+                failed,
+            });
+        }
+        Ok(report)
     })
+}
+
+/// Re-sends subscription sets at `rate` per second through the measured window;
+/// returns (accepted, failed).
+fn churn_loop(
+    api: &Api,
+    topo: &Topology,
+    prefix: &str,
+    shared: &engine::Shared,
+    rate: u32,
+) -> (u64, u64) {
+    let (mut ok, mut failed) = (0u64, 0u64);
+    let period = 1_000_000_000 / u64::from(rate.max(1));
+    let mut next = shared.warmup_end_ns;
+    let mut p = 0usize;
+    loop {
+        let now = shared.epoch.elapsed().as_nanos() as u64;
+        if now >= shared.end_ns {
+            return (ok, failed);
+        }
+        if now < next {
+            std::thread::sleep(Duration::from_nanos(next - now));
+            continue;
+        }
+        match setup::resubscribe(api, topo, prefix, p % topo.participants()) {
+            Ok(()) => ok += 1,
+            Err(_) => failed += 1,
+        }
+        p += 1;
+        next += period;
+    }
 }
 
 fn cpu_report(
@@ -596,6 +654,7 @@ fn build_report(
         send_lag_us,
         skipped_events: sent.skipped_events,
         generator_limited: limited,
+        churn: None,
         histogram: hist,
     }
 }
@@ -617,7 +676,9 @@ pub fn run_cli(args: LoadArgs) -> anyhow::Result<()> {
         report.loss,
         report.latency_us.p50,
         report.latency_us.p99,
-        report.target_cpu.map_or("?".into(), |c| format!("{:.4}", c.us_per_copy)),
+        report
+            .target_cpu
+            .map_or("?".into(), |c| format!("{:.4}", c.us_per_copy)),
         report.generator_cpu.us_per_copy,
         !report.generator_limited.is_empty()
     );

@@ -79,6 +79,15 @@ pub struct Drops {
     pub forwarder_other: Option<f64>,
 }
 
+/// Subscription changes made during the measured window.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Churn {
+    /// Accepted changes per second.
+    pub per_s: f64,
+    /// Refused or failed requests.
+    pub failed: u64,
+}
+
 /// The report of one run.
 #[derive(Debug, Clone, Serialize)]
 pub struct LoadReport {
@@ -142,6 +151,8 @@ pub struct LoadReport {
     pub skipped_events: u64,
     /// Reasons to think the generator, not the target, limited this run (empty: none).
     pub generator_limited: Vec<String>,
+    /// Subscription churn, when asked for.
+    pub churn: Option<Churn>,
     /// The latency histogram, for percentile files and plots.
     #[serde(skip)]
     pub histogram: Option<Histogram<u64>>,
@@ -207,6 +218,13 @@ impl fmt::Display for LoadReport {
             self.send_lag_us[1],
             self.send_lag_us[2]
         )?;
+        if let Some(c) = &self.churn {
+            writeln!(
+                f,
+                "subscription changes: {:.0}/s accepted, {} failed",
+                c.per_s, c.failed
+            )?;
+        }
         if let Some(rss) = self.target_rss_bytes {
             writeln!(f, "target RSS: {:.1} MiB", rss as f64 / (1 << 20) as f64)?;
         }

@@ -247,20 +247,29 @@ pub fn create_calls(api: &Api, topo: &Topology, prefix: &str) -> Result<Vec<Cred
             }
         }
         for m in 0..topo.size {
-            let mut subs = Vec::new();
-            topo.for_each_source(m, |src| {
-                for t in 0..topo.track_count() {
-                    subs.push(json!({"endpoint": format!("p{src}"), "track": format!("t{t}")}));
-                }
-            });
-            api.call(
-                "PUT",
-                &format!("/v1/conferences/{conf}/endpoints/p{m}/subscriptions"),
-                Some(json!({ "subscriptions": subs })),
-            )?;
+            resubscribe(api, topo, prefix, c * topo.size + m)?;
         }
     }
     Ok(creds)
+}
+
+/// Sends participant `p`'s subscription set again (`PUT .../subscriptions`). The set is
+/// the one [`create_calls`] gave it, so the forwarder rebuilds the conference's routes
+/// without changing who receives what: churn that loss accounting can still check.
+pub fn resubscribe(api: &Api, topo: &Topology, prefix: &str, p: usize) -> Result<(), SetupError> {
+    let (c, m) = (p / topo.size, p % topo.size);
+    let mut subs = Vec::new();
+    topo.for_each_source(m, |src| {
+        for t in 0..topo.track_count() {
+            subs.push(json!({"endpoint": format!("p{src}"), "track": format!("t{t}")}));
+        }
+    });
+    api.call(
+        "PUT",
+        &format!("/v1/conferences/{prefix}-{c}/endpoints/p{m}/subscriptions"),
+        Some(json!({ "subscriptions": subs })),
+    )
+    .map(drop)
 }
 
 /// Deletes the conferences [`create_calls`] made; returns the first error, after trying
