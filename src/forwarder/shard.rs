@@ -166,7 +166,7 @@ impl Shard {
             }
             // Edge-triggered: drain the socket until it would block, whatever woke us.
             self.drain_socket(stop);
-            self.publish(Instant::now(), true);
+            self.publish(Instant::now());
         }
     }
 
@@ -247,7 +247,7 @@ impl Shard {
         for ev in self.router.drain_events() {
             let _ = self.events.send(ev);
         }
-        self.publish(now, false);
+        self.publish(now);
     }
 
     /// Sends every queued transmit; what the kernel will not take now is dropped and
@@ -299,10 +299,14 @@ impl Shard {
         self.tx.clear();
     }
 
-    fn publish(&mut self, now: Instant, idle: bool) {
+    /// Counters go out after every batch (a handful of relaxed stores); the table gauges
+    /// and the latency histogram only every [`PUBLISH_EVERY`], because merging a
+    /// histogram costs more than forwarding a small batch. The poll timeout is the same
+    /// period, so an idle shard still publishes.
+    fn publish(&mut self, now: Instant) {
         let m = &self.metrics[self.index];
         m.publish(&self.router.take_counters());
-        if idle || now.duration_since(self.last_publish) >= PUBLISH_EVERY {
+        if now.duration_since(self.last_publish) >= PUBLISH_EVERY {
             let (eps, latched) = self.router.table().counts();
             m.set_table_counts(eps, latched);
             if !self.latency.is_empty() && m.try_merge_latency(&self.latency) {
