@@ -1,6 +1,6 @@
-//! Process-wide logging setup shared by every subcommand.
+//! Process-wide setup shared by every subcommand: logging and waiting for a stop signal.
 //!
-//! Owns the tracing subscriber only. Log lines at info level and below must never carry
+//! Owns the tracing subscriber and the SIGTERM/SIGINT wait; nothing else. Log lines at info level and below must never carry
 //! addresses, ids or keys; modules that need to mention them at debug level wrap them
 //! in [`Redacted`].
 
@@ -33,4 +33,21 @@ impl<T> fmt::Debug for Redacted<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[redacted]")
     }
+}
+
+/// Blocks until SIGTERM or SIGINT arrives (on a small current-thread runtime of its own).
+pub fn wait_for_stop_signal() -> std::io::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        Ok(())
+    })
 }

@@ -16,19 +16,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let c = blindfold::load::ceiling::Ceiling::start(&cli.args)?;
     println!("media {}", c.media_addr());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-        anyhow::Ok(())
-    })?;
+    blindfold::telemetry::wait_for_stop_signal()?;
     c.stop();
     Ok(())
 }

@@ -234,19 +234,7 @@ pub fn run_cli(args: SignalArgs) -> anyhow::Result<()> {
     let server = SignalServer::start(&args).context("starting the signalling service")?;
     // The bound address on stdout lets scripts and tests use port 0.
     println!("signal {}", server.ws_url());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-        anyhow::Ok(())
-    })?;
+    crate::telemetry::wait_for_stop_signal()?;
     server.stop();
     tracing::info!("signalling service stopped");
     Ok(())
