@@ -5,7 +5,21 @@ use std::process::Command;
 
 #[test]
 fn low_rate_spawned_run_is_lossless_and_writes_latency_files() {
-    let dir = std::env::temp_dir().join(format!("blindfold-load-spawn-{}", std::process::id()));
+    run(false);
+}
+
+/// The same with real SRTP from the E2EE code (`--encrypt`): the forwarder forwards it
+/// the same way, and the generator keeps up.
+#[test]
+fn encrypted_spawned_run_is_lossless() {
+    run(true);
+}
+
+fn run(encrypt: bool) {
+    let dir = std::env::temp_dir().join(format!(
+        "blindfold-load-spawn-{}-{encrypt}",
+        std::process::id()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     let (json, hgrm) = (dir.join("run.json"), dir.join("run.hgrm"));
     let out = Command::new(env!("CARGO_BIN_EXE_blindfold"))
@@ -32,6 +46,7 @@ fn low_rate_spawned_run_is_lossless_and_writes_latency_files() {
         .arg(&json)
         .arg("--hgrm")
         .arg(&hgrm)
+        .args(encrypt.then_some("--encrypt"))
         .output()
         .expect("blindfold runs");
     let stdout = String::from_utf8_lossy(&out.stdout);

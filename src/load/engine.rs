@@ -24,6 +24,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::profile::{self, MAX_PACKET, Rng, TrackProfile};
 use super::topology::Topology;
+use crate::e2ee::srtp::{EpochId, RTP_OVERHEAD, SrtpKeys, SrtpSender};
 use crate::forwarder::ice;
 use crate::forwarder::sys::{RecvBatch, SendBatch};
 
@@ -132,8 +133,27 @@ pub fn run_sender(
     creds: Option<&[Creds]>,
     shared: &Shared,
     seed: u64,
+    encrypt: bool,
 ) -> SenderResult {
     let mut rng = Rng::new(seed);
+    // With --encrypt every participant gets its own master key, as a real sender's
+    // per-sender key would be; one SrtpSender tracks every SSRC's rollover counter.
+    let srtp_keys: Vec<SrtpKeys> = if encrypt {
+        (0..sockets.len())
+            .map(|_| {
+                let mut key = [0u8; 16];
+                let mut salt = [0u8; 12];
+                key[..8].copy_from_slice(&rng.next_u64().to_le_bytes());
+                key[8..].copy_from_slice(&rng.next_u64().to_le_bytes());
+                salt[..8].copy_from_slice(&rng.next_u64().to_le_bytes());
+                salt[8..].copy_from_slice(&rng.next_u64().to_le_bytes()[..4]);
+                SrtpKeys::derive(&key, &salt, Some(EpochId::new(1, 0)))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut srtp = SrtpSender::new();
     let mut streams: Vec<StreamState> = (0..topo.streams())
         .map(|s| {
             let (p, t) = topo.stream_owner(s);
@@ -252,6 +272,15 @@ pub fn run_sender(
             b[2..4].copy_from_slice(&seq.to_be_bytes());
             b[4..8].copy_from_slice(&ts[i].to_be_bytes());
             b[8..12].copy_from_slice(&st.ssrc.to_be_bytes());
+            if let Some(keys) = srtp_keys.get(st.participant) {
+                // The protected packet is exactly the profile's size: the plaintext
+                // leaves room for the tag and MKI.
+                let size = usize::from(sizes[i]);
+                let plain = size.saturating_sub(RTP_OVERHEAD).max(12);
+                if let Ok(len) = srtp.protect_rtp(keys, &mut b[..], plain) {
+                    sizes[i] = len as u16;
+                }
+            }
         }
         let t = shared.now_ns();
         let measured = t >= shared.warmup_end_ns;

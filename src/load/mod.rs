@@ -155,6 +155,11 @@ pub struct RunArgs {
     /// Seed of the generator's randomness (sizes, phases).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Send real SRTP (AEAD_AES_128_GCM with an epoch MKI, per-participant keys) made by
+    /// the E2EE code, instead of SRTP-sized opaque bytes. The forwarder cannot tell the
+    /// difference; the generator pays the encryption.
+    #[arg(long)]
+    pub encrypt: bool,
     /// Do not show a progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -413,7 +418,15 @@ fn measure(
         let tx = std::thread::Builder::new()
             .name("load-tx".into())
             .spawn_scoped(scope, move || {
-                engine::run_sender(topo, sockets, media, creds, shared_ref, args.seed)
+                engine::run_sender(
+                    topo,
+                    sockets,
+                    media,
+                    creds,
+                    shared_ref,
+                    args.seed,
+                    args.encrypt,
+                )
             })?;
         let churn = (args.churn > 0)
             .then_some(target.api.as_ref())
