@@ -83,6 +83,7 @@ fn generator_against_the_ceiling_is_lossless() {
         socket_buffer: 1 << 20,
         churn: 0,
         seed: 3,
+        encrypt: false,
         quiet: true,
     };
     let r = blindfold::load::run(&target, &topo, &args).unwrap();
