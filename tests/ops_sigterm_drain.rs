@@ -45,3 +45,33 @@ fn sigterm_refuses_new_conferences_and_keeps_calls_until_they_end() {
         serve.logs()
     );
 }
+
+#[test]
+fn a_second_signal_exits_at_once_even_with_calls_running() {
+    let mut serve = ServeProcess::start(1, &["--drain-timeout", "600"]);
+    let call = Call::on(serve.media, serve.control);
+    let pid = serve.child.id().to_string();
+    let kill = |sig: &str| {
+        assert!(
+            std::process::Command::new("kill")
+                .args([sig, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    kill("-INT");
+    assert!(wait_for(|| call
+        .api
+        .call("POST", "/v1/conferences", Some(serde_json::json!({})))
+        .0
+        == 503));
+    assert!(serve.alive(), "the first SIGINT drains, it does not exit");
+    kill("-INT");
+    // The drain deadline is ten minutes away: only the second signal can end it now.
+    let deadline = Instant::now() + 3 * DEADLINE;
+    while serve.alive() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!serve.alive(), "a second SIGINT exits at once");
+}
