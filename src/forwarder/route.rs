@@ -311,8 +311,8 @@ impl Router {
 /// A fuzz entry point over the whole per-packet path. The first byte picks the source
 /// (one of four latched endpoints of a fixed conference, or an outsider); the rest is the
 /// datagram. Besides never panicking it checks the routing invariants: no copy goes back
-/// to the sender, to an outsider, or beyond the conference, and nothing from an outsider
-/// is forwarded.
+/// to the sender or to an address no endpoint holds, nothing from an unlatched source is
+/// forwarded, and no STUN reply is larger than its request.
 pub fn fuzz_route(data: &[u8]) {
     use std::cell::RefCell;
     thread_local! {
@@ -327,17 +327,23 @@ pub fn fuzz_route(data: &[u8]) {
     let mut out = Vec::with_capacity(8);
     let mut reply = [0u8; ice::MAX_RESPONSE];
     ROUTER.with(|r| {
-        let outcome = r
-            .borrow_mut()
-            .handle(0, pkt, src, now, &mut out, &mut reply);
-        if idx == 4 {
-            assert!(out.is_empty(), "an outsider's datagram was forwarded");
+        let mut r = r.borrow_mut();
+        // A verified STUN check may legitimately latch any of the five sources (the
+        // fuzzer learns valid requests from the seed corpus), so the invariants are
+        // stated against the table, not against fixed addresses.
+        let was_latched = r.table().by_addr(&src).is_some();
+        let outcome = r.handle(0, pkt, src, now, &mut out, &mut reply);
+        if !was_latched {
+            assert!(
+                out.is_empty(),
+                "a datagram from an unlatched source was forwarded"
+            );
         }
         for t in &out {
             assert_ne!(t.dst, src, "echo to the sender");
             assert!(
-                (40_000..40_004).contains(&t.dst.port()),
-                "copy left the conference"
+                r.table().by_addr(&t.dst).is_some(),
+                "a copy went to an address no endpoint holds"
             );
         }
         if let Outcome::Reply(n) = outcome {
