@@ -158,10 +158,8 @@ impl Router {
         out: &mut Vec<Transmit>,
     ) -> Result<usize, DropReason> {
         let t = &self.table;
-        let conf = t.slot(ep).ok_or(DropReason::UnknownSource)?.conf;
         let route = t
-            .routes(conf)
-            .and_then(|r| r.get(ssrc))
+            .route_in_conference_of(ep, ssrc)
             .filter(|r| r.owner == ep)
             .ok_or(DropReason::SsrcNotOwned)?;
         let mut n = 0;
@@ -241,10 +239,8 @@ impl Router {
         out: &mut Vec<Transmit>,
     ) -> Result<usize, DropReason> {
         let t = &self.table;
-        let conf = t.slot(ep).ok_or(DropReason::UnknownSource)?.conf;
         let route = t
-            .routes(conf)
-            .and_then(|r| r.get(ssrc))
+            .route_in_conference_of(ep, ssrc)
             .filter(|r| r.subscribers.contains(&ep))
             .ok_or(DropReason::RtcpNoTarget)?;
         match t.slot(route.owner).and_then(|s| s.dest(now)) {

@@ -430,6 +430,12 @@ impl Table {
         self.confs.get(conf as usize).and_then(|c| c.as_deref())
     }
 
+    /// The route of `ssrc` in the conference endpoint `ep` belongs to.
+    #[inline]
+    pub fn route_in_conference_of(&self, ep: EpIdx, ssrc: u32) -> Option<&SsrcRoute> {
+        self.routes(self.slot(ep)?.conf)?.get(ssrc)
+    }
+
     /// Number of live endpoint slots and of latched addresses (for metrics and tests).
     pub fn counts(&self) -> (usize, usize) {
         (self.slots.iter().flatten().count(), self.by_addr.len())
