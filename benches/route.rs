@@ -14,9 +14,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use blindfold::forwarder::ice::MAX_RESPONSE;
-use blindfold::forwarder::route::{Router, RouterConfig, Transmit};
-use blindfold::forwarder::table::{ConfRoutesBuilder, IceCreds, IngressLimits, Latch, Update};
+use blindfold::proto::route::{Router, RouterConfig, Transmit};
+use blindfold::proto::stun::MAX_RESPONSE;
+use blindfold::proto::table::{ConfRoutesBuilder, IceCreds, IngressLimits, Latch, Update};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 const BATCH: usize = 32;

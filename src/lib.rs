@@ -1,26 +1,30 @@
 //! blindfold: a keyless media forwarder for end-to-end encrypted group calls.
 //!
-//! The crate is one package with a module per process role:
+//! This root package is the `blindfold` command and the demo; the system lives in the
+//! workspace's crates, re-exported here under their roles so tests, benches and the CLI
+//! name one path:
 //!
-//! - [`forwarder`]: the keyless server (`blindfold serve`). Per-core shards receive
-//!   SRTP/SRTCP and STUN with `recvmmsg`, look up the sender in a shard-owned routing
-//!   table and hand the kernel byte-identical copies with `sendmmsg`. It reads only
-//!   RTP/RTCP headers and never imports [`e2ee`] (a test enforces this).
-//! - [`e2ee`]: the participants' side: SRTP (AEAD_AES_128_GCM) under a rotating group
-//!   key, the key schedule, sealed key messages and ephemeral identifiers.
-//! - [`signal`]: the reference signalling service that drives forwarders through their
-//!   control API and relays sealed key messages it cannot read.
-//! - [`client`]: a headless participant built on [`e2ee`].
+//! - [`proto`] (`blindfold-proto`): sans-IO decisions: RFC 7983 demultiplexing, RTP/RTCP
+//!   headers, the STUN codec, the routing table, the router and the control model.
+//! - [`udp`] (`blindfold-udp`): recvmmsg/sendmmsg and socket options, the only `unsafe`.
+//! - [`control`] (`blindfold-control`): the control API's wire types and typed client.
+//! - [`forwarder`] (`blindfold-forwarder`): the keyless server: shards and control API.
+//! - [`e2ee`] (`blindfold-e2ee`): SRTP under a rotating group key, sealed key messages,
+//!   ephemeral ids. No server crate depends on it.
+//! - [`signal`] (`blindfold-signal`): the reference signalling service.
+//! - [`client`] (`blindfold-client`): a headless E2EE participant.
+//! - [`load`] (`blindfold-load`): load generator, capacity planner, kernel ceiling.
 //! - [`demo`]: the whole call on one machine, with its security checks.
-//! - [`load`]: load generator, capacity planner and the kernel ceiling.
-//!
-//! `unsafe` is denied everywhere except `forwarder::sys`, the syscall module.
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
-pub mod client;
+pub use blindfold_client as client;
+pub use blindfold_control as control;
+pub use blindfold_e2ee as e2ee;
+pub use blindfold_forwarder as forwarder;
+pub use blindfold_load as load;
+pub use blindfold_proto as proto;
+pub use blindfold_signal as signal;
+pub use blindfold_udp as udp;
+
 pub mod demo;
-pub mod e2ee;
-pub mod forwarder;
-pub mod load;
-pub mod signal;
 pub mod telemetry;

@@ -41,10 +41,23 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => {
             blindfold::forwarder::run_cli(*args, matches.subcommand_matches("serve"))
         }
-        Command::Signal(args) => blindfold::signal::run_cli(args),
+        Command::Signal(args) => run_signal(args),
         Command::Client(args) => blindfold::client::run_cli(args),
         Command::Demo(args) => blindfold::demo::run_cli(args),
         Command::Load(args) => blindfold::load::run_cli(args),
         Command::Plan(args) => blindfold::load::plan::run_cli(args),
     }
+}
+
+/// `blindfold signal`: serves until SIGINT or SIGTERM.
+fn run_signal(args: blindfold::signal::SignalArgs) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let server =
+        blindfold::signal::SignalServer::start(&args).context("starting the signalling service")?;
+    // The bound address on stdout lets scripts and tests use port 0.
+    println!("signal {}", server.ws_url());
+    blindfold::telemetry::wait_for_stop_signal()?;
+    server.stop();
+    tracing::info!("signalling service stopped");
+    Ok(())
 }

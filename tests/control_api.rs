@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use blindfold::forwarder::config::ServeArgs;
 use blindfold::forwarder::control::{ControlContext, ControlServer};
 use blindfold::forwarder::metrics;
-use blindfold::forwarder::table::{ConfRoutes, IngressLimits, Latch, Update};
 use blindfold::forwarder::{ShardEvent, ShardLink, ShardSet};
+use blindfold::proto::table::{ConfRoutes, IngressLimits, Latch, Update};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "test-token-0123456789";

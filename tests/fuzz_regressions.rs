@@ -2,7 +2,8 @@
 //! library's fuzz entry points, and runs the same entry points over random and
 //! structured inputs with proptest, so hostile-input coverage runs on stable in CI.
 
-use blindfold::forwarder::{control, ice, packet, route};
+use blindfold::forwarder::control;
+use blindfold::proto::{packet, route, stun as ice};
 use proptest::prelude::*;
 use std::path::Path;
 

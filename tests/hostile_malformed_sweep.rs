@@ -50,7 +50,7 @@ fn malformed_datagrams_are_dropped_counted_and_never_forwarded() {
         let mut serve = ServeProcess::start(shards, &[]);
         let call = Call::on(serve.media, serve.control);
         let a = call.peer("a");
-        let stun = blindfold::forwarder::ice::binding_request(
+        let stun = blindfold::proto::stun::binding_request(
             [9; 12],
             &call.creds[0].ufrag,
             "x",

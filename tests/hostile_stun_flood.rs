@@ -18,7 +18,7 @@ fn a_stun_flood_is_rate_limited_and_answers_nothing() {
     for i in 0..400u32 {
         let mut txid = [0u8; 12];
         txid[..4].copy_from_slice(&i.to_be_bytes());
-        let req = blindfold::forwarder::ice::binding_request(
+        let req = blindfold::proto::stun::binding_request(
             txid,
             &creds.ufrag,
             "x",

@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| blindfold::forwarder::packet::fuzz_classify(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| blindfold::proto::packet::fuzz_classify(data));

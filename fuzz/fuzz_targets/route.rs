@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| blindfold::forwarder::route::fuzz_route(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| blindfold::proto::route::fuzz_route(data));

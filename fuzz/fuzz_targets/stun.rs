@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| blindfold::forwarder::ice::fuzz_stun(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| blindfold::proto::stun::fuzz_stun(data));

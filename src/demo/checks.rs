@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use crate::client::{Captured, Participant};
+use blindfold_client::{Captured, Participant};
 
 /// One check's outcome.
 #[derive(Debug, Clone)]

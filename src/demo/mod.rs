@@ -3,7 +3,7 @@
 //!
 //! Owns the script (who joins and leaves when), the tables it prints and the checks it
 //! runs. It starts a forwarder and the signalling service in this process on loopback
-//! (port 0), and N in-process participants ([`crate::client::Participant`]). Must not
+//! (port 0), and N in-process participants ([`blindfold_client::Participant`]). Must not
 //! touch the forwarder's or the participants' internals beyond their public handles: the
 //! checks use only what a participant could see (its own keys, its own socket) and the
 //! senders' logs of what they sent when.
@@ -21,11 +21,11 @@ pub mod checks;
 
 use std::time::{Duration, Instant};
 
-use crate::client::{Identity, Participant, ParticipantConfig, Stats, VideoConfig};
-use crate::forwarder::Forwarder;
-use crate::forwarder::config::ServeArgs;
-use crate::forwarder::metrics::DropReason;
-use crate::signal::{SignalArgs, SignalServer};
+use blindfold_client::{Identity, Participant, ParticipantConfig, Stats, VideoConfig};
+use blindfold_forwarder::Forwarder;
+use blindfold_forwarder::config::ServeArgs;
+use blindfold_forwarder::metrics::DropReason;
+use blindfold_signal::{SignalArgs, SignalServer};
 
 pub use checks::{Check, ForwarderCounters};
 
@@ -61,17 +61,17 @@ pub enum DemoError {
     Args(String),
     /// The forwarder did not start.
     #[error("forwarder: {0}")]
-    Forwarder(#[from] crate::forwarder::StartError),
+    Forwarder(#[from] blindfold_forwarder::StartError),
     /// The signalling service did not start.
     #[error("signalling: {0}")]
-    Signal(#[from] crate::signal::SignalError),
+    Signal(#[from] blindfold_signal::SignalError),
     /// A participant failed a step.
     #[error("participant {who}: {error}")]
     Participant {
         /// Its name in the demo.
         who: String,
         /// What failed.
-        error: crate::client::ClientError,
+        error: blindfold_client::ClientError,
     },
 }
 

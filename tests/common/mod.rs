@@ -6,8 +6,9 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
+use blindfold::forwarder::Forwarder;
 use blindfold::forwarder::config::ServeArgs;
-use blindfold::forwarder::{Forwarder, ice};
+use blindfold::proto::stun as ice;
 use serde_json::{Value, json};
 
 pub const TOKEN: &str = "test-token";

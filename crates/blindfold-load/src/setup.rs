@@ -1,0 +1,405 @@
+//! Getting a run ready and cleaning up after it: the participants' UDP sockets, the
+//! conferences, endpoints, tracks and subscriptions created through the forwarder's real
+//! control API (issue 2's paths), latching by STUN (or joining the ceiling), and the
+//! forwarder's Prometheus counters. Runs before and after the clock, never in a hot loop.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::ceiling;
+use super::engine::Creds;
+use super::topology::Topology;
+use blindfold_proto::stun as ice;
+
+/// Setting up or tearing down a run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// The control API could not be reached.
+    #[error("control API {method} {path}: {source}")]
+    Http {
+        /// Method.
+        method: &'static str,
+        /// Path.
+        path: String,
+        /// Why.
+        source: Box<ureq::Error>,
+    },
+    /// The control API refused a request.
+    #[error("control API {method} {path} answered {status}: {body}")]
+    Refused {
+        /// Method.
+        method: &'static str,
+        /// Path.
+        path: String,
+        /// Status.
+        status: u16,
+        /// The error body.
+        body: String,
+    },
+    /// A socket could not be created.
+    #[error("participant socket: {0}")]
+    Socket(#[from] std::io::Error),
+    /// Some participants never latched.
+    #[error("{missing} of {total} participants not latched after {secs} s")]
+    Latch {
+        /// How many did not.
+        missing: usize,
+        /// Out of.
+        total: usize,
+        /// Waited.
+        secs: u64,
+    },
+}
+
+/// A blocking client of the control API.
+pub struct Api {
+    base: String,
+    auth: String,
+    agent: ureq::Agent,
+}
+
+impl Api {
+    /// A client for `base` (e.g. `http://127.0.0.1:8480`) with bearer `token`.
+    pub fn new(base: &str, token: &str) -> Self {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        Self {
+            base: base.trim_end_matches('/').to_string(),
+            auth: format!("Bearer {token}"),
+            agent,
+        }
+    }
+
+    fn call(
+        &self,
+        method: &'static str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, SetupError> {
+        let url = format!("{}{}", self.base, path);
+        let a = &self.agent;
+        let resp = match (method, body) {
+            ("GET", _) => a.get(&url).header("Authorization", &self.auth).call(),
+            ("DELETE", _) => a.delete(&url).header("Authorization", &self.auth).call(),
+            ("POST", b) => a
+                .post(&url)
+                .header("Authorization", &self.auth)
+                .send_json(b.unwrap_or(json!({}))),
+            (_, b) => a
+                .put(&url)
+                .header("Authorization", &self.auth)
+                .send_json(b.unwrap_or(json!({}))),
+        };
+        let mut resp = resp.map_err(|e| SetupError::Http {
+            method,
+            path: path.to_string(),
+            source: Box::new(e),
+        })?;
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        if !(200..300).contains(&status) {
+            return Err(SetupError::Refused {
+                method,
+                path: path.to_string(),
+                status,
+                body: text,
+            });
+        }
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// The Prometheus text of `/metrics`.
+    pub fn metrics(&self) -> Result<String, SetupError> {
+        let path = "/metrics";
+        let mut resp = self
+            .agent
+            .get(format!("{}{path}", self.base))
+            .header("Authorization", &self.auth)
+            .call()
+            .map_err(|e| SetupError::Http {
+                method: "GET",
+                path: path.into(),
+                source: Box::new(e),
+            })?;
+        Ok(resp.body_mut().read_to_string().unwrap_or_default())
+    }
+
+    /// Deletes a conference (ignoring one that is already gone).
+    pub fn delete_conference(&self, id: &str) -> Result<(), SetupError> {
+        match self.call("DELETE", &format!("/v1/conferences/{id}"), None) {
+            Ok(_) | Err(SetupError::Refused { status: 404, .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Forwarder counters summed over shards, from the Prometheus text.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct FwdCounters {
+    /// Datagrams received.
+    pub rx: f64,
+    /// Datagrams sent.
+    pub tx: f64,
+    /// Copies the kernel refused (`send_failed`).
+    pub send_failed: f64,
+    /// Datagrams dropped for a routing reason (unknown source, rate limit, ...).
+    pub other_drops: f64,
+}
+
+impl FwdCounters {
+    /// Parses the sums out of `/metrics`.
+    pub fn parse(text: &str) -> Self {
+        let mut c = Self::default();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let Some(v) = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) else {
+                continue;
+            };
+            if line.starts_with("blindfold_rx_packets_total") {
+                c.rx += v;
+            } else if line.starts_with("blindfold_tx_packets_total") {
+                c.tx += v;
+            } else if line.starts_with("blindfold_dropped_packets_total") {
+                if line.contains("reason=\"send_failed\"") {
+                    c.send_failed += v;
+                } else {
+                    c.other_drops += v;
+                }
+            }
+        }
+        c
+    }
+
+    /// `self - earlier`.
+    pub fn since(&self, e: &Self) -> Self {
+        Self {
+            rx: self.rx - e.rx,
+            tx: self.tx - e.tx,
+            send_failed: self.send_failed - e.send_failed,
+            other_drops: self.other_drops - e.other_drops,
+        }
+    }
+}
+
+/// One UDP socket per participant, non-blocking, on the local side of `media`.
+pub fn participant_sockets(
+    n: usize,
+    media: SocketAddr,
+    buf: usize,
+) -> Result<Vec<UdpSocket>, SetupError> {
+    let ip: IpAddr = match media.ip() {
+        IpAddr::V4(a) if a.is_loopback() => Ipv4Addr::LOCALHOST.into(),
+        IpAddr::V6(a) if a.is_loopback() => Ipv6Addr::LOCALHOST.into(),
+        IpAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+        IpAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+    };
+    (0..n)
+        .map(|_| {
+            let s = Socket::new(Domain::for_address(media), Type::DGRAM, Some(Protocol::UDP))?;
+            s.set_nonblocking(true)?;
+            // Capped by net.core.rmem_max/wmem_max; a smaller buffer only shows as
+            // generator-side drops, which the report attributes.
+            let _ = s.set_recv_buffer_size(buf);
+            let _ = s.set_send_buffer_size(buf);
+            s.bind(&SocketAddr::new(ip, 0).into())?;
+            Ok(s.into())
+        })
+        .collect()
+}
+
+/// Creates the conferences of `topo` (ids `{prefix}-{c}`), their endpoints (`p{m}`),
+/// tracks (`t{t}`, one SSRC each) and subscriptions. Returns the ICE credentials by
+/// participant number.
+pub fn create_calls(api: &Api, topo: &Topology, prefix: &str) -> Result<Vec<Creds>, SetupError> {
+    let mut creds = Vec::with_capacity(topo.participants());
+    for c in 0..topo.conferences {
+        let conf = format!("{prefix}-{c}");
+        api.call("POST", "/v1/conferences", Some(json!({ "id": conf })))?;
+        for m in 0..topo.size {
+            let v = api.call(
+                "POST",
+                &format!("/v1/conferences/{conf}/endpoints"),
+                Some(json!({ "id": format!("p{m}") })),
+            )?;
+            creds.push(Creds {
+                ufrag: v["ice"]["ufrag"].as_str().unwrap_or_default().to_string(),
+                pwd: v["ice"]["pwd"].as_str().unwrap_or_default().to_string(),
+            });
+            if m < topo.publishers {
+                let p = c * topo.size + m;
+                let tracks: Vec<Value> = topo
+                    .tracks
+                    .iter()
+                    .enumerate()
+                    .map(|(t, prof)| json!({"id": format!("t{t}"), "kind": prof.kind(), "ssrcs": [Topology::ssrc(p, t)]}))
+                    .collect();
+                api.call(
+                    "PUT",
+                    &format!("/v1/conferences/{conf}/endpoints/p{m}/tracks"),
+                    Some(json!({ "tracks": tracks })),
+                )?;
+            }
+        }
+        for m in 0..topo.size {
+            resubscribe(api, topo, prefix, c * topo.size + m)?;
+        }
+    }
+    Ok(creds)
+}
+
+/// Sends participant `p`'s subscription set again (`PUT .../subscriptions`). The set is
+/// the one [`create_calls`] gave it, so the forwarder rebuilds the conference's routes
+/// without changing who receives what: churn that loss accounting can still check.
+pub fn resubscribe(api: &Api, topo: &Topology, prefix: &str, p: usize) -> Result<(), SetupError> {
+    let (c, m) = (p / topo.size, p % topo.size);
+    let mut subs = Vec::new();
+    topo.for_each_source(m, |src| {
+        for t in 0..topo.track_count() {
+            subs.push(json!({"endpoint": format!("p{src}"), "track": format!("t{t}")}));
+        }
+    });
+    api.call(
+        "PUT",
+        &format!("/v1/conferences/{prefix}-{c}/endpoints/p{m}/subscriptions"),
+        Some(json!({ "subscriptions": subs })),
+    )
+    .map(drop)
+}
+
+/// Deletes the conferences [`create_calls`] made; returns the first error, after trying
+/// them all.
+pub fn delete_calls(api: &Api, topo: &Topology, prefix: &str) -> Result<(), SetupError> {
+    let mut first = None;
+    for c in 0..topo.conferences {
+        if let Err(e) = api.delete_conference(&format!("{prefix}-{c}")) {
+            first.get_or_insert(e);
+        }
+    }
+    first.map_or(Ok(()), Err)
+}
+
+/// Sends a request from each socket, paced at `per_sec`, and retries the unanswered every
+/// 300 ms until each is answered (`answered` says whether a datagram is the answer for
+/// participant `p`) or `wait` passes.
+fn handshake(
+    sockets: &[UdpSocket],
+    media: SocketAddr,
+    wait: Duration,
+    per_sec: usize,
+    request: &dyn Fn(usize, u32) -> Vec<u8>,
+    answered: &dyn Fn(usize, u32, &[u8]) -> bool,
+) -> Result<(), SetupError> {
+    let deadline = Instant::now() + wait;
+    let mut pending: Vec<usize> = (0..sockets.len()).collect();
+    let mut attempt = 0u32;
+    let mut buf = [0u8; 2048];
+    while !pending.is_empty() {
+        if Instant::now() >= deadline {
+            return Err(SetupError::Latch {
+                missing: pending.len(),
+                total: sockets.len(),
+                secs: wait.as_secs(),
+            });
+        }
+        attempt += 1;
+        for chunk in pending.chunks(per_sec.max(1) / 10 + 1) {
+            for &p in chunk {
+                let _ = sockets[p].send_to(&request(p, attempt), media);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let until = Instant::now() + Duration::from_millis(300);
+        let mut done: HashSet<usize> = HashSet::new();
+        while Instant::now() < until && done.len() < pending.len() {
+            for &p in &pending {
+                while let Ok((n, _)) = sockets[p].recv_from(&mut buf) {
+                    if answered(p, attempt, &buf[..n]) {
+                        done.insert(p);
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        pending.retain(|p| !done.contains(p));
+    }
+    Ok(())
+}
+
+fn txid(p: usize, attempt: u32) -> [u8; 12] {
+    let mut t = [0u8; 12];
+    t[..8].copy_from_slice(&(p as u64).to_be_bytes());
+    t[8..].copy_from_slice(&attempt.to_be_bytes());
+    t
+}
+
+/// Latches every participant by STUN (verified success response), paced under the
+/// forwarder's shard-wide STUN limit.
+pub fn latch_all(
+    sockets: &[UdpSocket],
+    media: SocketAddr,
+    creds: &[Creds],
+    wait: Duration,
+) -> Result<(), SetupError> {
+    handshake(
+        sockets,
+        media,
+        wait,
+        5_000,
+        &|p, a| ice::binding_request(txid(p, a), &creds[p].ufrag, "load", creds[p].pwd.as_bytes()),
+        &|p, a, pkt| ice::parse_binding_success(pkt, &txid(p, a), creds[p].pwd.as_bytes()).is_ok(),
+    )
+}
+
+/// Waits until the control API reports every endpoint of every conference latched (so
+/// every shard has learnt every address).
+pub fn wait_latched(
+    api: &Api,
+    topo: &Topology,
+    prefix: &str,
+    wait: Duration,
+) -> Result<(), SetupError> {
+    let deadline = Instant::now() + wait;
+    for c in 0..topo.conferences {
+        loop {
+            let v = api.call("GET", &format!("/v1/conferences/{prefix}-{c}"), None)?;
+            let all = v["endpoints"].as_array().is_some_and(|eps| {
+                eps.len() == topo.size && eps.iter().all(|e| e["latched"] == true)
+            });
+            if all {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(SetupError::Latch {
+                    missing: 1,
+                    total: topo.participants(),
+                    secs: wait.as_secs(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    Ok(())
+}
+
+/// Joins every participant to the ceiling (echoed join datagram).
+pub fn join_ceiling(
+    sockets: &[UdpSocket],
+    media: SocketAddr,
+    group: usize,
+    wait: Duration,
+) -> Result<(), SetupError> {
+    handshake(
+        sockets,
+        media,
+        wait,
+        50_000,
+        &|p, _| ceiling::join_datagram(p as u32, group as u32).to_vec(),
+        &|p, _, pkt| pkt == ceiling::join_datagram(p as u32, group as u32),
+    )
+}

@@ -1,0 +1,229 @@
+//! blindfold-signal: the reference signalling service (`blindfold signal`): participants meet here, and it
+//! drives one or more forwarders through their control API.
+//!
+//! Owns: the WebSocket endpoint participants connect to, each conference's membership,
+//! its placement on a forwarder, and the relay of sealed key messages. Must not touch: any
+//! key (it relays key messages as opaque hex it cannot open, and never tells a forwarder
+//! about keys), the disk (it stores nothing), or info-level logs of ids or addresses.
+//!
+//! # Protocol v1 (WebSocket at `/v1/ws`, one JSON text frame per message)
+//! Every frame is an object with `"v": 1` and a `"type"` tag ([`proto`] has the types).
+//! Ids are ephemeral: 32 lowercase hex digits (16 octets, derived per call by the
+//! participants); the service refuses anything else, so it cannot be handed a user name.
+//!
+//! | participant → service | meaning |
+//! |---|---|
+//! | `join {conference, participant, key, key_proof?}` | enter; `key` is the key-transport public key (hex) |
+//! | `publish {tracks: [{id, kind, ssrcs}]}` | replace the tracks it sends |
+//! | `subscribe {to: null \| [{participant, track}]}` | all others' tracks (default) or just these |
+//! | `key {to, message}` | relay a sealed key message (hex) to one member |
+//! | `leave {}` | leave; answered by `left` once the forwarder stopped sending to it |
+//!
+//! | service → participant | meaning |
+//! |---|---|
+//! | `joined {you, members, ice, candidates}` | admitted: join order, roster, ICE credentials, forwarder addresses |
+//! | `member_joined {member}` / `member_left {participant}` | membership changed (rekey on a leave) |
+//! | `tracks {participant, tracks}` | a member's tracks changed |
+//! | `key {from, message}` | a sealed key message from a member |
+//! | `left {}` / `error {code, message}` | leave done / request refused |
+//!
+//! A join creates the conference on the least loaded forwarder (by endpoints this service
+//! holds there) and an endpoint named by the participant's ephemeral id. Publishing sets
+//! the endpoint's tracks; subscriptions follow every change. A `leave` or a dropped
+//! WebSocket deletes the endpoint on the forwarder *before* the others are told, so a
+//! leaver stops receiving at once, before the key generator's rekey.
+//!
+//! The control token travels in an `Authorization` header over plain HTTP: keep the
+//! control API on a private network (or loopback), as the forwarder's docs say.
+
+pub mod forwarders;
+pub mod proto;
+pub mod server;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{State, WebSocketUpgrade};
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+pub use forwarders::{ControlError, ForwarderClient};
+pub use server::{ConferenceView, MemberView, Service, StateView};
+
+/// Command-line arguments of `blindfold signal`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SignalArgs {
+    /// Address for participants' WebSockets (path /v1/ws).
+    #[arg(
+        long,
+        default_value = "127.0.0.1:8490",
+        env = "BLINDFOLD_SIGNAL_LISTEN"
+    )]
+    pub listen: SocketAddr,
+
+    /// Control API base URL of a forwarder (repeat for several); conferences go to the
+    /// one with the fewest endpoints.
+    #[arg(
+        long = "forwarder",
+        default_value = "http://127.0.0.1:8480",
+        env = "BLINDFOLD_FORWARDERS",
+        value_delimiter = ','
+    )]
+    pub forwarders: Vec<String>,
+
+    /// Bearer token of the forwarders' control APIs.
+    #[arg(long, env = "BLINDFOLD_CONTROL_TOKEN", hide_env_values = true)]
+    pub control_token: String,
+
+    /// Serve the service's view of all calls (ephemeral ids only) at GET /v1/state.
+    /// For tests and debugging; off by default.
+    #[arg(long, default_value_t = false)]
+    pub debug_state: bool,
+}
+
+/// The service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SignalError {
+    /// Binding the listener failed.
+    #[error("binding the signalling listener: {0}")]
+    Bind(#[source] std::io::Error),
+    /// Starting the runtime thread failed.
+    #[error("starting the signalling runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    /// No forwarder was configured.
+    #[error("at least one --forwarder is needed")]
+    NoForwarder,
+}
+
+#[derive(Clone)]
+struct AppState {
+    service: Arc<Service>,
+    debug_state: bool,
+}
+
+/// The HTTP/WebSocket routes of the service.
+fn router(service: Arc<Service>, debug_state: bool) -> Router {
+    Router::new()
+        .route("/v1/ws", get(ws_upgrade))
+        .route("/v1/state", get(state_view))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(AppState {
+            service,
+            debug_state,
+        })
+}
+
+async fn ws_upgrade(State(app): State<AppState>, ws: WebSocketUpgrade) -> impl IntoResponse {
+    ws.max_message_size(proto::MAX_FRAME)
+        .on_upgrade(move |socket| app.service.connection(socket))
+}
+
+async fn state_view(State(app): State<AppState>) -> axum::response::Response {
+    if !app.debug_state {
+        return (axum::http::StatusCode::NOT_FOUND, "not enabled").into_response();
+    }
+    axum::Json(app.service.view().await).into_response()
+}
+
+/// A running signalling service on its own thread and runtime.
+pub struct SignalServer {
+    addr: SocketAddr,
+    service: Arc<Service>,
+    handle: tokio::runtime::Handle,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SignalServer {
+    /// Binds `args.listen` (port 0 picks one) and serves until [`SignalServer::stop`].
+    pub fn start(args: &SignalArgs) -> Result<Self, SignalError> {
+        if args.forwarders.is_empty() {
+            return Err(SignalError::NoForwarder);
+        }
+        let forwarders = args
+            .forwarders
+            .iter()
+            .map(|u| ForwarderClient::new(u, &args.control_token))
+            .collect();
+        let service = Arc::new(Service::new(forwarders));
+        let std_listener = std::net::TcpListener::bind(args.listen).map_err(SignalError::Bind)?;
+        std_listener
+            .set_nonblocking(true)
+            .map_err(SignalError::Bind)?;
+        let addr = std_listener.local_addr().map_err(SignalError::Bind)?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("signal")
+            .enable_all()
+            .build()
+            .map_err(SignalError::Runtime)?;
+        let handle = rt.handle().clone();
+        let listener = {
+            let _guard = rt.enter();
+            tokio::net::TcpListener::from_std(std_listener).map_err(SignalError::Bind)?
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let app = router(service.clone(), args.debug_state);
+        let thread = std::thread::Builder::new()
+            .name("signal-main".into())
+            .spawn(move || {
+                rt.block_on(async move {
+                    let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+                        let _ = rx.await;
+                    });
+                    if let Err(e) = serve.await {
+                        tracing::warn!(error = %e, "signalling server stopped");
+                    }
+                });
+                // Upgraded WebSockets are not waited for by the graceful shutdown: end them.
+                rt.shutdown_timeout(Duration::from_secs(1));
+            })
+            .map_err(SignalError::Runtime)?;
+        tracing::info!("signalling service started");
+        Ok(Self {
+            addr,
+            service,
+            handle,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The WebSocket URL participants connect to.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/v1/ws", self.addr)
+    }
+
+    /// The service's view of every call. Call it from outside any async runtime.
+    pub fn state(&self) -> StateView {
+        let service = self.service.clone();
+        self.handle.block_on(async move { service.view().await })
+    }
+
+    /// Stops serving and joins the thread.
+    pub fn stop(mut self) {
+        self.stop_inner();
+    }
+
+    fn stop_inner(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for SignalServer {
+    fn drop(&mut self) {
+        self.stop_inner();
+    }
+}
