@@ -88,8 +88,18 @@ pub struct Router {
 }
 
 impl Router {
-    /// An empty router.
+    /// An empty router whose secrets (hash keys) come from the OS.
     pub fn new(cfg: RouterConfig) -> Self {
+        Self::seeded(cfg, rand::random())
+    }
+
+    /// An empty router whose secrets derive from `seed`: for tests and the in-memory
+    /// harness, which must be deterministic. Never use a predictable seed in production:
+    /// an attacker who can predict the source-bucket hash can aim collisions.
+    pub fn seeded(cfg: RouterConfig, seed: u64) -> Self {
+        let k = |i: u64| {
+            seed.rotate_left(16 * i as u32) ^ 0x9e37_79b9_7f4a_7c15_u64.wrapping_mul(i + 1)
+        };
         Self {
             table: Table::default(),
             cfg,
@@ -97,7 +107,7 @@ impl Router {
             events: Vec::with_capacity(64),
             stun_shard: TokenBucket::new(STUN_PER_SHARD),
             stun_sources: vec![TokenBucket::new(STUN_PER_SOURCE); STUN_SOURCE_BUCKETS].into(),
-            hasher: ahash::RandomState::new(),
+            hasher: ahash::RandomState::with_seeds(k(0), k(1), k(2), k(3)),
         }
     }
 
@@ -400,236 +410,4 @@ fn fuzz_router() -> Router {
         routes: Some(std::sync::Arc::new(b.build())),
     });
     r
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::table::{ConfRoutesBuilder, IceCreds, IngressLimits};
-    use std::sync::Arc;
-
-    const PWD: &str = "0123456789abcdefghijklmn";
-
-    fn addr(port: u16) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], port))
-    }
-
-    fn rtp(ssrc: u32) -> Vec<u8> {
-        let mut p = vec![0x80, 96, 0, 1, 0, 0, 0, 1];
-        p.extend_from_slice(&ssrc.to_be_bytes());
-        p.extend_from_slice(&[0xee; 40]);
-        p
-    }
-
-    fn pli(sender: u32, media: u32) -> Vec<u8> {
-        let mut p = vec![0x81, 206, 0, 2];
-        p.extend_from_slice(&sender.to_be_bytes());
-        p.extend_from_slice(&media.to_be_bytes());
-        p
-    }
-
-    fn sr(sender: u32) -> Vec<u8> {
-        let mut p = vec![0x80, 200, 0, 6];
-        p.extend_from_slice(&sender.to_be_bytes());
-        p.extend_from_slice(&[0x11; 20]);
-        p
-    }
-
-    /// Conference 0 with endpoints 0 (publishes 100), 1 and 2 (subscribe), 3 (not
-    /// subscribed); all declared-latched at ports 1000+ep.
-    fn router() -> Router {
-        let mut r = Router::new(RouterConfig {
-            consent_timeout: Duration::from_secs(30),
-        });
-        for ep in 0..4u32 {
-            r.apply(Update::Endpoint {
-                ep,
-                generation: 1,
-                conf: 0,
-                ice: Some(IceCreds {
-                    ufrag: format!("fwd{ep}").into(),
-                    pwd: PWD.as_bytes().into(),
-                }),
-                limits: IngressLimits::UNLIMITED,
-            });
-            r.apply(Update::Address {
-                ep,
-                generation: 1,
-                addr: Some((addr(1000 + ep as u16), Latch::Declared)),
-            });
-        }
-        let mut b = ConfRoutesBuilder::default();
-        b.own(100, 0).unwrap();
-        b.own(200, 1).unwrap();
-        b.subscribe(100, 1);
-        b.subscribe(100, 2);
-        b.subscribe(200, 0);
-        r.apply(Update::Routes {
-            conf: 0,
-            routes: Some(Arc::new(b.build())),
-        });
-        r
-    }
-
-    fn handle(
-        r: &mut Router,
-        pkt: &[u8],
-        src: SocketAddr,
-        now: Instant,
-    ) -> (Outcome, Vec<Transmit>) {
-        let mut out = Vec::with_capacity(16);
-        let mut reply = [0u8; stun::MAX_RESPONSE];
-        let o = r.handle(7, pkt, src, now, &mut out, &mut reply);
-        (o, out)
-    }
-
-    #[test]
-    fn rtp_fans_out_to_subscribers_only() {
-        let mut r = router();
-        let (o, out) = handle(&mut r, &rtp(100), addr(1000), Instant::now());
-        assert_eq!(o, Outcome::Forwarded(2));
-        let dsts: Vec<_> = out.iter().map(|t| t.dst).collect();
-        assert_eq!(dsts, vec![addr(1001), addr(1002)]);
-        assert!(out.iter().all(|t| t.buf == 7));
-    }
-
-    #[test]
-    fn unknown_source_and_foreign_ssrc_are_dropped() {
-        let mut r = router();
-        let now = Instant::now();
-        assert_eq!(
-            handle(&mut r, &rtp(100), addr(9999), now).0,
-            Outcome::Dropped(DropReason::UnknownSource)
-        );
-        // Endpoint 3 tries to send endpoint 0's SSRC.
-        assert_eq!(
-            handle(&mut r, &rtp(100), addr(1003), now).0,
-            Outcome::Dropped(DropReason::SsrcNotOwned)
-        );
-        let c = r.take_counters();
-        assert_eq!(c.drops[DropReason::UnknownSource as usize], 1);
-        assert_eq!(c.drops[DropReason::SsrcNotOwned as usize], 1);
-    }
-
-    #[test]
-    fn rtcp_routes_both_ways() {
-        let mut r = router();
-        let now = Instant::now();
-        // SR from the publisher reaches its subscribers.
-        let (o, out) = handle(&mut r, &sr(100), addr(1000), now);
-        assert_eq!(o, Outcome::Forwarded(2));
-        assert_eq!(out[0].dst, addr(1001));
-        // PLI from a subscriber reaches the publisher.
-        let (o, out) = handle(&mut r, &pli(7, 100), addr(1002), now);
-        assert_eq!(o, Outcome::Forwarded(1));
-        assert_eq!(out[0].dst, addr(1000));
-        // PLI from a non-subscriber is refused.
-        assert_eq!(
-            handle(&mut r, &pli(7, 100), addr(1003), now).0,
-            Outcome::Dropped(DropReason::RtcpNoTarget)
-        );
-    }
-
-    #[test]
-    fn stun_latches_moves_and_rejects_bad_integrity() {
-        let mut r = router();
-        let now = Instant::now();
-        let req = stun::binding_request([1; 12], "fwd3", "cli", PWD.as_bytes());
-        let mut out = Vec::new();
-        let mut reply = [0u8; stun::MAX_RESPONSE];
-        let o = r.handle(0, &req, addr(5000), now, &mut out, &mut reply);
-        let Outcome::Reply(len) = o else {
-            panic!("expected a reply, got {o:?}")
-        };
-        let mapped = stun::parse_binding_success(&reply[..len], &[1; 12], PWD.as_bytes()).unwrap();
-        assert_eq!(mapped, addr(5000));
-        assert_eq!(r.table().by_addr(&addr(5000)), Some(3));
-        assert_eq!(r.table().by_addr(&addr(1003)), None);
-        assert_eq!(r.drain_events().count(), 1);
-
-        let bad = stun::binding_request([2; 12], "fwd2", "cli", b"wrong-password-xxxxxxxxx");
-        let o = r.handle(0, &bad, addr(6000), now, &mut out, &mut reply);
-        assert_eq!(o, Outcome::Dropped(DropReason::StunBadIntegrity));
-        assert_eq!(r.table().by_addr(&addr(6000)), None);
-        assert_eq!(r.drain_events().count(), 0);
-    }
-
-    #[test]
-    fn stun_floods_from_one_source_are_limited() {
-        let mut r = router();
-        let now = Instant::now();
-        let bad = stun::binding_request([2; 12], "fwd2", "cli", b"wrong-password-xxxxxxxxx");
-        let mut reply = [0u8; stun::MAX_RESPONSE];
-        let limited = (0..200)
-            .filter(|_| {
-                r.handle(0, &bad, addr(6000), now, &mut Vec::new(), &mut reply)
-                    == Outcome::Dropped(DropReason::StunRateLimited)
-            })
-            .count();
-        assert_eq!(
-            limited, 150,
-            "50 checks per second per source, then refused"
-        );
-        // Another source is not affected.
-        let good = stun::binding_request([1; 12], "fwd1", "cli", PWD.as_bytes());
-        let o = r.handle(0, &good, addr(6001), now, &mut Vec::new(), &mut reply);
-        assert!(matches!(o, Outcome::Reply(_)), "{o:?}");
-    }
-
-    #[test]
-    fn consent_lapse_stops_copies() {
-        let mut r = router();
-        let now = Instant::now();
-        let req = stun::binding_request([1; 12], "fwd1", "cli", PWD.as_bytes());
-        let mut reply = [0u8; stun::MAX_RESPONSE];
-        r.handle(0, &req, addr(5001), now, &mut Vec::new(), &mut reply);
-        let later = now + Duration::from_secs(31);
-        let (o, out) = handle(&mut r, &rtp(100), addr(1000), later);
-        assert_eq!(o, Outcome::Forwarded(1));
-        assert_eq!(out[0].dst, addr(1002));
-    }
-
-    #[test]
-    fn removed_endpoint_gets_nothing_at_once() {
-        let mut r = router();
-        r.apply(Update::RemoveEndpoint { ep: 2 });
-        let (o, out) = handle(&mut r, &rtp(100), addr(1000), Instant::now());
-        assert_eq!(o, Outcome::Forwarded(1));
-        assert_eq!(out[0].dst, addr(1001));
-        assert_eq!(
-            handle(&mut r, &rtp(1), addr(1002), Instant::now()).0,
-            Outcome::Dropped(DropReason::UnknownSource)
-        );
-    }
-
-    #[test]
-    fn ingress_limit_drops_excess() {
-        let mut r = router();
-        r.apply(Update::Endpoint {
-            ep: 0,
-            generation: 2,
-            conf: 0,
-            ice: None,
-            limits: IngressLimits {
-                packets_per_sec: 10,
-                bytes_per_sec: 0,
-                burst_ms: 1000,
-            },
-        });
-        r.apply(Update::Address {
-            ep: 0,
-            generation: 2,
-            addr: Some((addr(1000), Latch::Declared)),
-        });
-        let now = Instant::now();
-        let ok = (0..100)
-            .filter(|_| {
-                matches!(
-                    handle(&mut r, &rtp(100), addr(1000), now).0,
-                    Outcome::Forwarded(_)
-                )
-            })
-            .count();
-        assert_eq!(ok, 10);
-    }
 }

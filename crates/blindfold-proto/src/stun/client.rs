@@ -16,10 +16,9 @@ use super::{
 /// (RFC 8445 §5.1.2.1: type preference 110, local preference 65535, component 1).
 const PRFLX_PRIORITY: u32 = (110 << 24) | (65535 << 8) | 255;
 
-/// Builds a Binding request as an ICE agent would send it to the forwarder: USERNAME
-/// "{forwarder_ufrag}:{client_ufrag}", PRIORITY, ICE-CONTROLLING with a random
-/// tiebreaker (a full agent facing an ICE-lite one is controlling), USE-CANDIDATE,
-/// MESSAGE-INTEGRITY keyed by the forwarder endpoint's `pwd`, and FINGERPRINT.
+/// Builds a Binding request as blindfold's participant sends it to the forwarder: a
+/// nominating [`Check`] (USE-CANDIDATE), as an agent facing an ICE-lite peer with one
+/// candidate pair sends every check.
 ///
 /// # Panics
 /// If the USERNAME would exceed 508 bytes: ufrags are 4 to 256 characters.
@@ -29,25 +28,59 @@ pub fn binding_request(
     client_ufrag: &str,
     pwd: &[u8],
 ) -> Vec<u8> {
-    let username = format!("{forwarder_ufrag}:{client_ufrag}");
-    assert!(
-        username.len() <= MAX_USERNAME,
-        "ICE ufrags too long for USERNAME"
-    );
-    let tiebreaker = rand::random::<u64>().to_be_bytes();
-    let priority = PRFLX_PRIORITY.to_be_bytes();
-    let attrs = [
-        (attr::USERNAME, username.as_bytes()),
-        (attr::PRIORITY, &priority[..]),
-        (attr::ICE_CONTROLLING, &tiebreaker[..]),
-        (attr::USE_CANDIDATE, &[][..]),
-    ];
-    let mut out = vec![0u8; HEADER + 4 + MAX_USERNAME + 64 + MI_ATTR + FP_ATTR];
-    let len = write_message(&mut out, BINDING_REQUEST, &txid, &attrs, pwd)
-        // Invariant: the buffer was sized for the longest USERNAME allowed above.
-        .expect("buffer sized for the request");
-    out.truncate(len);
-    out
+    Check {
+        forwarder_ufrag,
+        client_ufrag,
+        pwd,
+        nominate: true,
+    }
+    .encode(txid)
+}
+
+/// A connectivity check from a full ICE agent to the forwarder (RFC 8445 §7.2.2).
+#[derive(Debug, Clone, Copy)]
+pub struct Check<'a> {
+    /// The forwarder endpoint's ufrag (first half of USERNAME).
+    pub forwarder_ufrag: &'a str,
+    /// The agent's own ufrag (second half).
+    pub client_ufrag: &'a str,
+    /// The forwarder endpoint's pwd, which keys MESSAGE-INTEGRITY.
+    pub pwd: &'a [u8],
+    /// Whether the check nominates its pair (USE-CANDIDATE, RFC 8445 §7.2.2): the
+    /// controlling agent's choice of the pair media should use.
+    pub nominate: bool,
+}
+
+impl Check<'_> {
+    /// The request: USERNAME "{forwarder_ufrag}:{client_ufrag}", PRIORITY,
+    /// ICE-CONTROLLING with a random tiebreaker (a full agent facing an ICE-lite one is
+    /// controlling), USE-CANDIDATE when nominating, MESSAGE-INTEGRITY and FINGERPRINT.
+    ///
+    /// # Panics
+    /// If the USERNAME would exceed 508 bytes: ufrags are 4 to 256 characters.
+    pub fn encode(&self, txid: [u8; 12]) -> Vec<u8> {
+        let username = format!("{}:{}", self.forwarder_ufrag, self.client_ufrag);
+        assert!(
+            username.len() <= MAX_USERNAME,
+            "ICE ufrags too long for USERNAME"
+        );
+        let tiebreaker = rand::random::<u64>().to_be_bytes();
+        let priority = PRFLX_PRIORITY.to_be_bytes();
+        let mut attrs = vec![
+            (attr::USERNAME, username.as_bytes()),
+            (attr::PRIORITY, &priority[..]),
+            (attr::ICE_CONTROLLING, &tiebreaker[..]),
+        ];
+        if self.nominate {
+            attrs.push((attr::USE_CANDIDATE, &[][..]));
+        }
+        let mut out = vec![0u8; HEADER + 4 + MAX_USERNAME + 64 + MI_ATTR + FP_ATTR];
+        let len = write_message(&mut out, BINDING_REQUEST, &txid, &attrs, self.pwd)
+            // Invariant: the buffer was sized for the longest USERNAME allowed above.
+            .expect("buffer sized for the request");
+        out.truncate(len);
+        out
+    }
 }
 
 /// Parses a Binding success response to the request `txid`: checks the transaction id,
