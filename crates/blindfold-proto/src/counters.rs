@@ -89,9 +89,10 @@ pub struct LocalCounters {
     pub tx_packets: u64,
     /// Bytes sent.
     pub tx_bytes: u64,
-    /// RTP packets forwarded (at least one copy queued).
+    /// RTP packets that produced at least one copy (a packet whose SSRC has no
+    /// subscriber, or none with a destination, is not counted).
     pub rtp_forwarded: u64,
-    /// RTCP packets forwarded.
+    /// RTCP packets that produced at least one copy.
     pub rtcp_forwarded: u64,
     /// Valid STUN Binding requests answered.
     pub stun_answered: u64,

@@ -219,7 +219,7 @@ impl Router {
         };
         match self.fan_out(ep, ssrc, buf, now, out) {
             Ok(n) => {
-                self.counters.rtp_forwarded += 1;
+                self.counters.rtp_forwarded += u64::from(n > 0);
                 Outcome::Forwarded(n)
             }
             Err(r) => Outcome::Dropped(r),
@@ -245,7 +245,7 @@ impl Router {
         };
         match result {
             Ok(n) => {
-                self.counters.rtcp_forwarded += 1;
+                self.counters.rtcp_forwarded += u64::from(n > 0);
                 Outcome::Forwarded(n)
             }
             Err(r) => Outcome::Dropped(r),

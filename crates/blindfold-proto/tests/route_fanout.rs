@@ -28,12 +28,18 @@ fn rtp_reaches_every_subscriber_byte_identical_and_nobody_else() {
 }
 
 #[test]
-fn a_publisher_without_subscribers_sends_nothing() {
+fn a_publisher_without_subscribers_sends_nothing_and_counts_nothing_forwarded() {
     with_shards(|mut call| {
         call.sim
             .control(|m| m.set_subscriptions("c1", "a", vec![]))
             .unwrap();
         let h = call.send("d", &rtp(0xD1, 1, 40));
         assert!(h.sent.is_empty());
+        // `rtp_forwarded` counts packets that produced at least one copy.
+        assert_eq!(call.sim.counters().rtp_forwarded, 0);
+        // Nor does an SR that reaches no one count as forwarded RTCP.
+        let h = call.send("d", &sr(0xD1));
+        assert!(h.sent.is_empty());
+        assert_eq!(call.sim.counters().rtcp_forwarded, 0);
     });
 }
