@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::counters::{DropReason, LocalCounters};
-use crate::packet::{self, Class, RtcpRoute};
+use crate::packet::{self, Class};
 use crate::stun::{self, BindingRequest};
 use crate::table::{IngressLimits, Latch, Table, TokenBucket, Update};
 
@@ -47,6 +47,10 @@ const STUN_PER_SHARD: IngressLimits = IngressLimits {
 /// memory stays bounded however many addresses a flood spoofs, and a collision only
 /// makes the limit stricter for the two sources sharing a bucket.
 const STUN_SOURCE_BUCKETS: usize = 4096;
+
+/// Most distinct publishers one feedback compound is copied to: an RR carries at most 31
+/// report blocks, and the caller keeps room for a whole conference's fan-out per datagram.
+const MAX_FEEDBACK_TARGETS: usize = 32;
 
 /// One copy to send: which buffer (the caller's numbering) to which address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -238,10 +242,9 @@ impl Router {
             Ok(ep) => ep,
             Err(r) => return Outcome::Dropped(r),
         };
-        let result = match packet::rtcp_route(pkt) {
-            Some(RtcpRoute::FromSender(ssrc)) => self.fan_out(ep, ssrc, buf, now, out),
-            Some(RtcpRoute::ToMedia(ssrc)) => self.feedback(ep, ssrc, buf, now, out),
-            None => Err(DropReason::RtcpNoTarget),
+        let result = match packet::rtcp_sender_report(pkt) {
+            Some(ssrc) => self.fan_out(ep, ssrc, buf, now, out),
+            None => self.feedback(ep, pkt, buf, now, out),
         };
         match result {
             Ok(n) => {
@@ -252,29 +255,53 @@ impl Router {
         }
     }
 
-    /// Receiver feedback goes to the owner of the media SSRC, and only from an endpoint
-    /// that subscribes to it, so nobody can aim feedback (PLI floods) at a stream it
-    /// does not receive.
+    /// Receiver feedback goes to the owner of each media SSRC it names, and only from an
+    /// endpoint that subscribes to that SSRC, so nobody can aim feedback (PLI floods) at
+    /// a stream it does not receive. SRTCP cannot be split: a compound naming several
+    /// publishers goes whole to each of them, once.
     fn feedback(
         &mut self,
         ep: u32,
-        ssrc: u32,
+        pkt: &[u8],
         buf: u16,
         now: Instant,
         out: &mut Vec<Transmit>,
     ) -> Result<usize, DropReason> {
         let t = &self.table;
-        let route = t
-            .route_in_conference_of(ep, ssrc)
-            .filter(|r| r.subscribers.contains(&ep))
+        let routes = t
+            .slot(ep)
+            .and_then(|s| t.routes(s.conf))
             .ok_or(DropReason::RtcpNoTarget)?;
-        match t.slot(route.owner).and_then(|s| s.dest(now)) {
-            Some(dst) => {
-                out.push(Transmit { buf, dst });
-                Ok(1)
+        let mut owners = [0; MAX_FEEDBACK_TARGETS];
+        let mut n_owners = 0;
+        for ssrc in packet::rtcp_media_ssrcs(pkt) {
+            let Some(route) = routes.get(ssrc) else {
+                continue;
+            };
+            if owners[..n_owners].contains(&route.owner) || !route.subscribers.contains(&ep) {
+                continue;
             }
-            None => Err(DropReason::NoDestination),
+            owners[n_owners] = route.owner;
+            n_owners += 1;
+            if n_owners == MAX_FEEDBACK_TARGETS {
+                break;
+            }
         }
+        if n_owners == 0 {
+            return Err(DropReason::RtcpNoTarget);
+        }
+        let mut n = 0;
+        for &owner in &owners[..n_owners] {
+            if let Some(dst) = t.slot(owner).and_then(|s| s.dest(now)) {
+                out.push(Transmit { buf, dst });
+                n += 1;
+            }
+        }
+        if n == 0 {
+            return Err(DropReason::NoDestination);
+        }
+        self.counters.drops[DropReason::NoDestination as usize] += (n_owners - n) as u64;
+        Ok(n)
     }
 
     fn stun(
