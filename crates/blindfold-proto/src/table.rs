@@ -209,6 +209,64 @@ impl IngressLimits {
     };
 }
 
+impl IngressLimits {
+    /// Checks that a full bucket can pass at least one datagram of `max_packet` bytes
+    /// under every limit that is on: a burst holding less than one packet (or fewer
+    /// bytes than one maximum datagram) would drop everything, silently.
+    pub fn check(&self, max_packet: usize) -> Result<(), IngressLimitError> {
+        let burst = u64::from(self.burst_ms);
+        if self.packets_per_sec != 0 && u64::from(self.packets_per_sec) * burst < 1000 {
+            return Err(IngressLimitError::Packets {
+                packets_per_sec: self.packets_per_sec,
+                burst_ms: self.burst_ms,
+            });
+        }
+        let bytes = u64::from(self.bytes_per_sec) * burst / 1000;
+        if self.bytes_per_sec != 0 && bytes < max_packet as u64 {
+            return Err(IngressLimitError::Bytes {
+                bytes_per_sec: self.bytes_per_sec,
+                burst_ms: self.burst_ms,
+                bytes,
+                max_packet,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Ingress limits that would drop every datagram (see [`IngressLimits::check`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum IngressLimitError {
+    /// The packet bucket holds less than one packet.
+    #[error(
+        "ingress limits would drop every packet: a burst of {burst_ms} ms at \
+         {packets_per_sec} packets/s holds less than one packet (raise the burst or the \
+         rate so that rate x burst >= 1000, or set the packet rate to 0 to switch it off)"
+    )]
+    Packets {
+        /// Configured packets per second.
+        packets_per_sec: u32,
+        /// Configured burst.
+        burst_ms: u32,
+    },
+    /// The byte bucket holds less than one maximum datagram.
+    #[error(
+        "ingress limits would drop every large packet: a burst of {burst_ms} ms at \
+         {bytes_per_sec} bytes/s holds {bytes} bytes, less than one {max_packet}-byte \
+         datagram (raise the burst or the rate, or set the byte rate to 0 to switch it off)"
+    )]
+    Bytes {
+        /// Configured bytes per second.
+        bytes_per_sec: u32,
+        /// Configured burst.
+        burst_ms: u32,
+        /// What the burst holds.
+        bytes: u64,
+        /// The largest datagram the forwarder accepts.
+        max_packet: usize,
+    },
+}
+
 /// A token bucket over packets and bytes, refilled from the `now` the caller passes in.
 #[derive(Debug, Clone)]
 pub struct TokenBucket {

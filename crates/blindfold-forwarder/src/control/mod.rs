@@ -40,7 +40,7 @@ use crate::config::ServeArgs;
 use crate::metrics::AllShards;
 use crate::{ShardEvent, ShardSet};
 use blindfold_proto::model::{Model, ModelError};
-use blindfold_proto::table::{IngressLimits, Update};
+use blindfold_proto::table::Update;
 
 #[cfg(any(test, feature = "fuzzing"))]
 pub use api::fuzz_json;
@@ -182,14 +182,7 @@ impl ControlServer {
         };
         listener.set_nonblocking(true)?;
         let shared = Arc::new(Shared {
-            model: Mutex::new(Model::new(
-                config.limits(),
-                IngressLimits {
-                    packets_per_sec: config.ingress_pps,
-                    bytes_per_sec: config.ingress_bps,
-                    burst_ms: config.ingress_burst_ms,
-                },
-            )),
+            model: Mutex::new(Model::new(config.limits(), config.ingress_limits())),
             shards: ctx.shards,
             metrics: ctx.metrics,
             candidates: ctx.candidates,
