@@ -17,8 +17,20 @@ use crate::table::{IngressLimits, Latch, Table, TokenBucket, Update};
 /// What a router tells the control side, besides the transmits.
 #[derive(Debug, Clone)]
 pub enum ShardEvent {
-    /// A verified STUN check latched, moved or refreshed an endpoint.
+    /// A verified, nominating STUN check latched or moved an endpoint to `addr`.
     Latched {
+        /// Endpoint slot.
+        ep: crate::table::EpIdx,
+        /// Slot generation the shard saw.
+        generation: u32,
+        /// The checked source address.
+        addr: SocketAddr,
+        /// When consent lapses unless refreshed again.
+        consent_until: Instant,
+    },
+    /// A verified check on the endpoint's selected address `addr` refreshed its consent.
+    /// It moves nothing: if the endpoint has moved since, it is ignored.
+    Consent {
         /// Endpoint slot.
         ep: crate::table::EpIdx,
         /// Slot generation the shard saw.
@@ -338,20 +350,32 @@ impl Router {
         }
         let len = stun::write_binding_success(reply, &req.transaction_id(), src, &ice.pwd);
         let generation = slot.generation;
-        let moved = slot.addr.map(|(a, _)| a) != Some(src);
+        let current = slot.addr.map(|(a, _)| a) == Some(src);
         let consent_until = now + self.cfg.consent_timeout;
-        self.table
-            .set_address(ep, generation, Some((src, Latch::Stun { consent_until })));
-        if moved {
-            self.counters.latches += 1;
-        }
         self.counters.stun_answered += 1;
-        self.events.push(ShardEvent::Latched {
-            ep,
-            generation,
-            addr: src,
-            consent_until,
-        });
+        if current {
+            // A check on the selected pair refreshes its consent (RFC 7675).
+            self.table
+                .set_address(ep, generation, Some((src, Latch::Stun { consent_until })));
+            self.events.push(ShardEvent::Consent {
+                ep,
+                generation,
+                addr: src,
+                consent_until,
+            });
+        } else if req.use_candidate() {
+            // Media follows the pair the controlling agent nominates (RFC 8445 §8.2.1);
+            // checks on other pairs are answered and move nothing.
+            self.table
+                .set_address(ep, generation, Some((src, Latch::Stun { consent_until })));
+            self.counters.latches += 1;
+            self.events.push(ShardEvent::Latched {
+                ep,
+                generation,
+                addr: src,
+                consent_until,
+            });
+        }
         Outcome::Reply(len)
     }
 }

@@ -241,11 +241,18 @@ impl Sim {
         }
     }
 
-    /// Runs the ICE exchange for `agent` from `from`: one nominating check, answered.
-    /// Returns whether the forwarder's answer verified; afterwards, media to the agent's
-    /// endpoint goes to `from` if the forwarder accepted it there.
+    /// Runs the ICE exchange for `agent` from `from` with a nominating check (as
+    /// blindfold's participant does). Returns whether the forwarder's answer verified;
+    /// afterwards media to the agent's endpoint goes to `from` if the forwarder accepted
+    /// it there.
     pub fn latch(&mut self, agent: &mut Agent, from: SocketAddr) -> bool {
-        let check = agent.check(true);
+        self.check(agent, from, true)
+    }
+
+    /// Sends one check from `agent` at `from`, nominating its pair or not, and plays the
+    /// agent's part in what follows. Returns whether the forwarder's answer verified.
+    pub fn check(&mut self, agent: &mut Agent, from: SocketAddr, nominate: bool) -> bool {
+        let check = agent.check(nominate);
         let h = self.receive(from, &check.data);
         h.to(from).any(|d| agent.verifies(&check, d))
     }
@@ -260,6 +267,16 @@ impl Sim {
                     consent_until,
                 } => {
                     if let Some(u) = self.model.latched(ep, generation, addr, consent_until) {
+                        self.broadcast(&[u]);
+                    }
+                }
+                ShardEvent::Consent {
+                    ep,
+                    generation,
+                    addr,
+                    consent_until,
+                } => {
+                    if let Some(u) = self.model.consent(ep, generation, addr, consent_until) {
                         self.broadcast(&[u]);
                     }
                 }

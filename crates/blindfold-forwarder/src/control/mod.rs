@@ -115,6 +115,15 @@ impl Shared {
                     Some(u) => updates.push(u),
                     None => stale += 1,
                 },
+                ShardEvent::Consent {
+                    ep,
+                    generation,
+                    addr,
+                    consent_until,
+                } => match model.consent(ep, generation, addr, consent_until) {
+                    Some(u) => updates.push(u),
+                    None => stale += 1,
+                },
             }
         }
         if !updates.is_empty() {
