@@ -345,12 +345,19 @@ impl Router {
         {
             return Outcome::Dropped(DropReason::StunRateLimited);
         }
+        let txid = req.transaction_id();
+        if slot.recent.replayed(&txid, src) {
+            return Outcome::Dropped(DropReason::StunReplayed);
+        }
         if !req.verify_integrity(&ice.pwd) {
             return Outcome::Dropped(DropReason::StunBadIntegrity);
         }
-        let len = stun::write_binding_success(reply, &req.transaction_id(), src, &ice.pwd);
+        let len = stun::write_binding_success(reply, &txid, src, &ice.pwd);
         let generation = slot.generation;
         let current = slot.addr.map(|(a, _)| a) == Some(src);
+        if let Some(slot) = self.table.slot_mut(ep) {
+            slot.recent.remember(txid, src);
+        }
         let consent_until = now + self.cfg.consent_timeout;
         self.counters.stun_answered += 1;
         if current {

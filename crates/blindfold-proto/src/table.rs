@@ -321,6 +321,42 @@ impl TokenBucket {
     }
 }
 
+/// How many of an endpoint's recent checks a shard remembers, with the address each came
+/// from: the checks in flight and a couple of consent intervals' worth.
+pub const RECENT_CHECKS: usize = 4;
+
+/// An endpoint's recently verified STUN transaction ids and their sources, so a captured
+/// check replayed from another address is refused. Per shard: a replay that hashes to
+/// another shard is not seen here, and moves nothing there either, because a move needs
+/// the return-path proof.
+#[derive(Debug, Clone, Default)]
+pub struct RecentChecks {
+    entries: [Option<([u8; 12], SocketAddr)>; RECENT_CHECKS],
+    next: usize,
+}
+
+impl RecentChecks {
+    /// Whether `txid` was already verified for this endpoint from an address other than
+    /// `src` (a retransmission from `src` itself is not a replay).
+    #[inline]
+    pub fn replayed(&self, txid: &[u8; 12], src: SocketAddr) -> bool {
+        self.entries
+            .iter()
+            .flatten()
+            .any(|(t, a)| t == txid && *a != src)
+    }
+
+    /// Remembers a verified check, evicting the oldest.
+    #[inline]
+    pub fn remember(&mut self, txid: [u8; 12], src: SocketAddr) {
+        if self.entries.iter().flatten().any(|(t, _)| *t == txid) {
+            return;
+        }
+        self.entries[self.next] = Some((txid, src));
+        self.next = (self.next + 1) % RECENT_CHECKS;
+    }
+}
+
 /// One endpoint as a shard sees it.
 #[derive(Debug, Clone)]
 pub struct Slot {
@@ -334,6 +370,8 @@ pub struct Slot {
     pub addr: Option<(SocketAddr, Latch)>,
     /// Ingress token bucket (per shard: a sender's packets hash to one shard).
     pub bucket: TokenBucket,
+    /// Recently verified checks, against replays.
+    pub recent: RecentChecks,
 }
 
 impl Slot {
@@ -383,6 +421,7 @@ impl Table {
                     ice,
                     addr: None,
                     bucket: TokenBucket::new(limits),
+                    recent: RecentChecks::default(),
                 });
             }
             Update::RemoveEndpoint { ep } => self.remove_endpoint(ep),
@@ -592,6 +631,31 @@ mod tests {
         let s = t.slot(0).unwrap();
         assert_eq!(s.dest(now), Some(addr(5)));
         assert_eq!(s.dest(now + Duration::from_secs(31)), None);
+    }
+
+    #[test]
+    fn recent_checks_catch_replays_until_evicted() {
+        let mut r = RecentChecks::default();
+        r.remember([1; 12], addr(1));
+        assert!(
+            !r.replayed(&[1; 12], addr(1)),
+            "a retransmission is no replay"
+        );
+        assert!(r.replayed(&[1; 12], addr(2)));
+        r.remember([1; 12], addr(2));
+        assert!(
+            r.replayed(&[1; 12], addr(2)),
+            "the first source stays the owner"
+        );
+        for t in 2..=RECENT_CHECKS as u8 {
+            r.remember([t; 12], addr(1));
+            assert!(r.replayed(&[1; 12], addr(2)));
+        }
+        r.remember([99; 12], addr(1));
+        assert!(
+            !r.replayed(&[1; 12], addr(2)),
+            "evicted after {RECENT_CHECKS} newer"
+        );
     }
 
     #[test]
