@@ -20,8 +20,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::ShardEvent;
 use crate::metrics::{AllShards, DropReason};
-use blindfold_proto::route::{Outcome, Router, RouterConfig, Transmit};
-use blindfold_proto::stun::MAX_RESPONSE;
+use blindfold_proto::route::{Outcome, Router, RouterConfig, StunReply, Transmit};
 use blindfold_proto::table::Update;
 use blindfold_udp::{RecvBatch, SendBatch};
 
@@ -108,8 +107,10 @@ struct Shard {
     tx_batch: SendBatch,
     tx: Vec<Transmit>,
     max_fanout: usize,
-    replies: Vec<[u8; MAX_RESPONSE]>,
-    reply_lens: Vec<usize>,
+    /// STUN datagrams the router wrote, one set per datagram of a batch.
+    replies: Vec<StunReply>,
+    /// (check, response) lengths of each.
+    reply_lens: Vec<(usize, usize)>,
     latency: Histogram<u64>,
     last_publish: Instant,
     send_errors_logged: Instant,
@@ -127,7 +128,8 @@ impl Shard {
         events: Sender<ShardEvent>,
         metrics: Arc<AllShards>,
     ) -> Self {
-        let max_fanout = max_fanout.max(1);
+        // A STUN check makes two datagrams (the forwarder's own check and the answer).
+        let max_fanout = max_fanout.max(2);
         // Room for a full batch at typical fan-out, and never less than two worst-case
         // packets, so `flush_if_needed` keeps it from ever reallocating.
         let tx_cap = (batch * 16).max(2 * max_fanout) + batch;
@@ -142,8 +144,8 @@ impl Shard {
             tx_batch: SendBatch::new(SEND_CHUNK),
             tx: Vec::with_capacity(tx_cap),
             max_fanout,
-            replies: vec![[0u8; MAX_RESPONSE]; batch],
-            reply_lens: vec![0; batch],
+            replies: vec![StunReply::new(); batch],
+            reply_lens: vec![(0, 0); batch],
             // 1 µs .. 10 s in ns, 3 significant figures.
             latency: Histogram::new_with_bounds(1_000, 10_000_000_000, 3)
                 .expect("static histogram bounds are valid"),
@@ -224,15 +226,23 @@ impl Shard {
                 .router
                 .handle(i as u16, pkt, src, now, &mut self.tx, reply)
             {
-                Outcome::Reply(len) => {
-                    self.reply_lens[replies] = len;
+                Outcome::Reply { check, response } => {
+                    self.reply_lens[replies] = (check, response);
+                    // The check first: an agent that has answered it by the time the
+                    // answer to its own check arrives is latched one round trip sooner.
+                    if check > 0 {
+                        self.tx.push(Transmit {
+                            buf: reply_buf(replies, Part::Check),
+                            dst: src,
+                        });
+                    }
                     self.tx.push(Transmit {
-                        buf: reply_buf(replies),
+                        buf: reply_buf(replies, Part::Response),
                         dst: src,
                     });
                     replies += 1;
                 }
-                Outcome::Forwarded(_) | Outcome::Dropped(_) => {}
+                Outcome::Forwarded(_) | Outcome::Proven | Outcome::Dropped(_) => {}
             }
         }
         let c = self.router.counters_mut();
@@ -261,20 +271,18 @@ impl Shard {
             let rx = &self.rx;
             let replies = &self.replies;
             let lens = &self.reply_lens;
-            let items = self.tx[off..].iter().map(|t| {
-                let data: &[u8] = match reply_index(t.buf) {
-                    Some(r) => &replies[r][..lens[r]],
-                    None => rx.get(usize::from(t.buf)).0,
-                };
-                (data, t.dst)
-            });
+            let data = |buf: u16| -> &[u8] {
+                match reply_index(buf) {
+                    Some((r, Part::Check)) => &replies[r].check[..lens[r].0],
+                    Some((r, Part::Response)) => &replies[r].response[..lens[r].1],
+                    None => rx.get(usize::from(buf)).0,
+                }
+            };
+            let items = self.tx[off..].iter().map(|t| (data(t.buf), t.dst));
             match self.tx_batch.send(&self.socket, items) {
                 Ok(k) => {
                     for t in &self.tx[off..off + k] {
-                        sent_bytes += match reply_index(t.buf) {
-                            Some(r) => lens[r] as u64,
-                            None => rx.get(usize::from(t.buf)).0.len() as u64,
-                        };
+                        sent_bytes += data(t.buf).len() as u64;
                     }
                     off += k;
                 }
@@ -327,13 +335,44 @@ impl Shard {
     }
 }
 
-/// Reply buffers are numbered after the receive slots, from the top of the u16 range.
+/// Reply buffers are numbered after the receive slots, from the top of the u16 range:
+/// two per receive slot (batches hold at most 1,024 datagrams).
 const REPLY_BASE: u16 = 0x8000;
 
-fn reply_buf(i: usize) -> u16 {
-    REPLY_BASE + i as u16
+/// Which of a reply's two datagrams.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Part {
+    Check,
+    Response,
 }
 
-fn reply_index(buf: u16) -> Option<usize> {
-    buf.checked_sub(REPLY_BASE).map(usize::from)
+fn reply_buf(i: usize, part: Part) -> u16 {
+    REPLY_BASE + 2 * i as u16 + u16::from(part == Part::Response)
+}
+
+fn reply_index(buf: u16) -> Option<(usize, Part)> {
+    let i = buf.checked_sub(REPLY_BASE)?;
+    let part = if i % 2 == 0 {
+        Part::Check
+    } else {
+        Part::Response
+    };
+    Some((usize::from(i / 2), part))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reply_buffers_never_collide_with_receive_slots() {
+        for i in [0, 1, 511, 1023] {
+            for part in [Part::Check, Part::Response] {
+                let b = reply_buf(i, part);
+                assert!(b >= REPLY_BASE);
+                assert_eq!(reply_index(b), Some((i, part)));
+            }
+        }
+        assert_eq!(reply_index(1023), None);
+    }
 }
