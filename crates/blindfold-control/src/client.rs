@@ -22,6 +22,10 @@ use crate::wire::{
 
 /// Default whole-request timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an idle pooled connection is kept. The server closes a connection that sends
+/// no request headers for 5 s (its slow-loris bound), so a client that reused one idle for
+/// longer would race that close and see a broken connection instead of an answer.
+const POOL_IDLE: Duration = Duration::from_secs(2);
 /// Largest answer read (a full conference with 255 endpoints and their subscriptions is
 /// a few MiB).
 const MAX_ANSWER: usize = 16 << 20;
@@ -149,6 +153,7 @@ impl Client {
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(3)))
             .no_proxy()
+            .pool_idle_timeout(POOL_IDLE)
             .build()
             .map_err(ControlError::Transport)?;
         Ok(Self {
