@@ -13,6 +13,7 @@ use blindfold::forwarder::config::ServeArgs;
 use blindfold::proto::stun as ice;
 
 pub mod control;
+pub mod signal;
 
 pub const TOKEN: &str = "test-token";
 /// Generous: CI is a loaded 2-core machine.
