@@ -213,7 +213,8 @@ impl Shard {
             if self.tx.len() + self.max_fanout > self.tx.capacity() {
                 self.flush();
             }
-            let (pkt, src, truncated) = self.rx.get(i);
+            let d = self.rx.get(i);
+            let (pkt, src, truncated) = (d.bytes, d.src, d.truncated);
             rx_bytes += pkt.len() as u64;
             if truncated {
                 self.router.counters_mut().drop(DropReason::Oversize);
@@ -264,16 +265,16 @@ impl Shard {
             let items = self.tx[off..].iter().map(|t| {
                 let data: &[u8] = match reply_index(t.buf) {
                     Some(r) => &replies[r][..lens[r]],
-                    None => rx.get(usize::from(t.buf)).0,
+                    None => rx.get(usize::from(t.buf)).bytes,
                 };
-                (data, t.dst)
+                blindfold_udp::Transmit::new(data, t.dst)
             });
             match self.tx_batch.send(&self.socket, items) {
                 Ok(k) => {
                     for t in &self.tx[off..off + k] {
                         sent_bytes += match reply_index(t.buf) {
                             Some(r) => lens[r] as u64,
-                            None => rx.get(usize::from(t.buf)).0.len() as u64,
+                            None => rx.get(usize::from(t.buf)).bytes.len() as u64,
                         };
                     }
                     off += k;

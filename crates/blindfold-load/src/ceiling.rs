@@ -21,7 +21,7 @@ use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::topology::Topology;
-use blindfold_udp::{self as sys, RecvBatch, SendBatch};
+use blindfold_udp::{self as sys, RecvBatch, SendBatch, Transmit};
 
 /// Prefix of a join datagram.
 pub const JOIN_MAGIC: [u8; 6] = [0x00, 0x01, b'C', b'E', b'I', b'L'];
@@ -185,7 +185,8 @@ impl Loop {
             if self.tx.len() + self.group > self.tx.capacity() {
                 self.flush();
             }
-            let (pkt, src, _) = self.rx.get(i);
+            let d = self.rx.get(i);
+            let (pkt, src) = (d.bytes, d.src);
             if pkt.first().is_some_and(|b| b >> 6 == 2) && pkt.len() >= 12 {
                 let ssrc = u32::from_be_bytes([pkt[8], pkt[9], pkt[10], pkt[11]]);
                 let Some((p, _)) = Topology::parse_ssrc(ssrc) else {
@@ -231,7 +232,7 @@ impl Loop {
             let rx = &self.rx;
             let items = self.tx[off..]
                 .iter()
-                .map(|&(b, dst)| (rx.get(usize::from(b)).0, dst));
+                .map(|&(b, dst)| Transmit::new(rx.get(usize::from(b)).bytes, dst));
             match self.tx_batch.send(&self.socket, items) {
                 Ok(k) => off += k,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
