@@ -126,6 +126,23 @@ impl Forwarder {
             sockets
                 .push(sys::bind_media_socket(media, cfg.socket_buffer).map_err(StartError::Media)?);
         }
+        // A wildcard-bound socket must learn which local address each datagram was sent
+        // to, so that answers and copies leave from it (issue 9 §4c); a socket bound to
+        // one address always sends from that address and needs nothing.
+        if media.ip().is_unspecified() {
+            let mut ok = true;
+            for s in &sockets {
+                if let Err(e) = sys::enable_pktinfo(s) {
+                    ok = false;
+                    tracing::warn!(error = %e, "no packet info on the media socket: on a multi-homed host replies may leave from another address than the one a participant sent to");
+                }
+            }
+            if ok {
+                tracing::info!(
+                    "wildcard media address: replies leave from the address each datagram was sent to (packet info)"
+                );
+            }
+        }
         let cores = if cfg.pin {
             core_affinity::get_core_ids().unwrap_or_default()
         } else {
