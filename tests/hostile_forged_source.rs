@@ -7,16 +7,13 @@
 //! its uplink stays its own.
 
 mod common;
+use blindfold::control::TrackKind;
 use blindfold::proto::stun as ice;
 use common::*;
-use serde_json::json;
 use std::collections::BTreeSet;
 
 fn latched(api: &Api, conf: &str) -> bool {
-    let (_, v) = api.call("GET", &format!("/v1/conferences/{conf}"), None);
-    v["endpoints"]
-        .as_array()
-        .is_some_and(|eps| eps.iter().all(|e| e["latched"] == true))
+    api.get(conf).endpoints.iter().all(|e| e.latched)
 }
 
 #[test]
@@ -27,21 +24,13 @@ fn forged_sources_get_no_media_and_no_endpoint_loses_its_address() {
     let p = api.endpoint("c1", "p");
     let x = api.endpoint("c1", "x");
     let y = api.endpoint("c1", "y");
-    api.tracks(
-        "c1",
-        "p",
-        json!([{"id": "mic", "kind": "audio", "ssrcs": [0xA1]}]),
-    );
+    api.tracks("c1", "p", vec![track("mic", TrackKind::Audio, &[0xA1])]);
     api.subscribe("c1", "x", &[("p", "mic")]);
     api.subscribe("c1", "y", &[("p", "mic")]);
     api.conference("c2");
     let f = api.endpoint("c2", "f");
     let g = api.endpoint("c2", "g");
-    api.tracks(
-        "c2",
-        "f",
-        json!([{"id": "mic", "kind": "audio", "ssrcs": [0xF1]}]),
-    );
+    api.tracks("c2", "f", vec![track("mic", TrackKind::Audio, &[0xF1])]);
     api.subscribe("c2", "g", &[("f", "mic")]);
     let peers: Vec<Peer> = (0..5).map(|_| Peer::new(serve.media)).collect();
     for (peer, creds) in peers.iter().zip([&p, &x, &y, &f, &g]) {

@@ -29,9 +29,8 @@ fn replaying_a_captured_check_from_other_ports_moves_nothing() {
             sent += 1;
             std::thread::sleep(Duration::from_millis(20));
         }
-        let (_, v) = call.api.call("GET", "/v1/conferences/c1", None);
-        assert_eq!(v["endpoints"][1]["id"], "b");
-        assert_eq!(v["endpoints"][1]["latched"], true, "round {round}");
+        let state = call.api.get("c1");
+        assert!(state.endpoint("b").unwrap().latched, "round {round}");
     }
     let last = rtp(0xA1, sent - 1, 100);
     let mut skip = Vec::new();

@@ -8,6 +8,7 @@
 //! are sized at start, metrics are published once per batch with relaxed stores.
 
 use std::io;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -111,6 +112,8 @@ struct Shard {
     replies: Vec<StunReply>,
     /// (check, response) lengths of each.
     reply_lens: Vec<(usize, usize)>,
+    /// The local address each reply's request was sent to: the reply comes from it.
+    reply_src: Vec<Option<IpAddr>>,
     latency: Histogram<u64>,
     last_publish: Instant,
     send_errors_logged: Instant,
@@ -146,6 +149,7 @@ impl Shard {
             max_fanout,
             replies: vec![StunReply::new(); batch],
             reply_lens: vec![(0, 0); batch],
+            reply_src: vec![None; batch],
             // 1 µs .. 10 s in ns, 3 significant figures.
             latency: Histogram::new_with_bounds(1_000, 10_000_000_000, 3)
                 .expect("static histogram bounds are valid"),
@@ -215,7 +219,9 @@ impl Shard {
             if self.tx.len() + self.max_fanout > self.tx.capacity() {
                 self.flush();
             }
-            let (pkt, src, truncated) = self.rx.get(i);
+            let d = self.rx.get(i);
+            let (pkt, src, truncated) = (d.bytes, d.src, d.truncated);
+            let local = d.dst_ip;
             rx_bytes += pkt.len() as u64;
             if truncated {
                 self.router.counters_mut().drop(DropReason::Oversize);
@@ -228,6 +234,7 @@ impl Shard {
             {
                 Outcome::Reply { check, response } => {
                     self.reply_lens[replies] = (check, response);
+                    self.reply_src[replies] = local;
                     // The check first: an agent that has answered it by the time the
                     // answer to its own check arrives is latched one round trip sooner.
                     if check > 0 {
@@ -271,18 +278,33 @@ impl Shard {
             let rx = &self.rx;
             let replies = &self.replies;
             let lens = &self.reply_lens;
-            let data = |buf: u16| -> &[u8] {
+            let reply_src = &self.reply_src;
+            // Every copy and answer leaves from the local address its datagram was sent
+            // to (packet info; None unless the socket is wildcard-bound), so a
+            // multi-homed host never answers from an address the peer does not know.
+            let data = |buf: u16| -> (&[u8], Option<IpAddr>) {
                 match reply_index(buf) {
-                    Some((r, Part::Check)) => &replies[r].check[..lens[r].0],
-                    Some((r, Part::Response)) => &replies[r].response[..lens[r].1],
-                    None => rx.get(usize::from(buf)).0,
+                    Some((r, Part::Check)) => (&replies[r].check[..lens[r].0], reply_src[r]),
+                    Some((r, Part::Response)) => (&replies[r].response[..lens[r].1], reply_src[r]),
+                    None => {
+                        let d = rx.get(usize::from(buf));
+                        (d.bytes, d.dst_ip)
+                    }
                 }
             };
-            let items = self.tx[off..].iter().map(|t| (data(t.buf), t.dst));
+            let items = self.tx[off..].iter().map(|t| {
+                let (data, src_ip) = data(t.buf);
+                blindfold_udp::Transmit {
+                    dst: t.dst,
+                    src_ip,
+                    segment_size: None,
+                    parts: [data],
+                }
+            });
             match self.tx_batch.send(&self.socket, items) {
                 Ok(k) => {
                     for t in &self.tx[off..off + k] {
-                        sent_bytes += data(t.buf).len() as u64;
+                        sent_bytes += data(t.buf).0.len() as u64;
                     }
                     off += k;
                 }

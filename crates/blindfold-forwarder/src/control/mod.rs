@@ -15,9 +15,37 @@
 //! Both threads change the model and broadcast the resulting updates while holding its
 //! lock, so every shard sees the changes in the order the model made them.
 //!
-//! - [`model`]: the sans-IO model, slot allocation, limits and route derivation.
-//! - [`api`]: wire types, handlers, status codes (table in its docs) and the OpenAPI
-//!   document generated from the handlers.
+//! The HTTP surface, one idea per file (the wire types themselves are
+//! `blindfold-control`'s, shared with the typed client):
+//! - `router.rs`: every route, the fallbacks, the body limit and request deadline; the
+//!   OpenAPI document comes from the same `#[utoipa::path]` attributes through
+//!   `utoipa_axum::routes!`, so it cannot miss a route.
+//! - `handlers/`: one file per resource (conferences, endpoints, meta).
+//! - `extract.rs`, `auth.rs`, `error.rs`: JSON body and path extractors, bearer tokens,
+//!   and error answers.
+//! - `openapi.rs`: the document's frame and the shared error responses.
+//!
+//! # Status codes
+//! Every error is `{"error": {"code", "message"}}`; the code fixes the status
+//! ([`blindfold_control::ErrorCode`]):
+//!
+//! | status | `error.code` | when |
+//! |---|---|---|
+//! | 400 | `invalid_json`, `invalid_body` | malformed JSON; unknown field, missing field or wrong type |
+//! | 400 | `invalid_id` | an id (path or body) that is not 1..=64 of `[A-Za-z0-9_-]` |
+//! | 401 | `unauthorized` | missing or wrong bearer token (everything but `/healthz`) |
+//! | 404 | `conference_not_found`, `endpoint_not_found`, `no_such_route` | |
+//! | 405 | `method_not_allowed` | |
+//! | 408 | `request_timeout` | the request took longer than 10 s |
+//! | 409 | `conference_exists`, `endpoint_exists`, `ssrc_taken` | the id or SSRC is taken |
+//! | 409 | `too_many_conferences`, `too_many_endpoints` | a count limit is reached; retry after deletions |
+//! | 413 | `payload_too_large` | body over the limit |
+//! | 415 | `unsupported_media_type` | a non-empty body without `Content-Type: application/json` |
+//! | 422 | `too_many_tracks`, `too_many_ssrcs`, `too_many_subscriptions` | the body itself exceeds a limit |
+//! | 422 | `invalid_value` | duplicate track id, SSRC or subscription; empty track; self-subscription; non-unicast address or port 0 |
+//! | 503 | `draining` | `POST /v1/conferences` after SIGTERM |
+//!
+//! An empty request body counts as `{}`.
 //!
 //! # Authentication
 //! Every request but `/healthz` needs `Authorization: Bearer TOKEN` (`--control-token` or
@@ -26,7 +54,14 @@
 //! local process can drive it); [`ControlServer::spawn`] refuses a non-loopback listener
 //! without one, and an empty token always.
 
-pub mod api;
+mod auth;
+mod error;
+mod extract;
+#[cfg(any(test, feature = "fuzzing"))]
+mod fuzz;
+mod handlers;
+mod openapi;
+mod router;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -42,9 +77,10 @@ use crate::{ShardEvent, ShardSet};
 use blindfold_proto::model::{Model, ModelError};
 use blindfold_proto::table::Update;
 
+pub use error::ApiError;
 #[cfg(any(test, feature = "fuzzing"))]
-pub use api::fuzz_json;
-pub use api::openapi;
+pub use fuzz::fuzz_json;
+pub use router::openapi;
 
 /// Smallest request body limit; raised when the configured limits allow bigger bodies.
 pub const MIN_BODY_LIMIT: usize = 64 * 1024;
@@ -151,6 +187,8 @@ fn body_limit(config: &ServeArgs) -> usize {
 /// The running control plane: the HTTP server thread and the shard-event thread.
 pub struct ControlServer {
     addr: SocketAddr,
+    /// The control thread's runtime, for background tasks (the cluster registry).
+    runtime: tokio::runtime::Handle,
     shared: Arc<Shared>,
     shutdown: tokio::sync::watch::Sender<bool>,
     server: Option<JoinHandle<()>>,
@@ -175,7 +213,7 @@ impl ControlServer {
                     "the control token is empty",
                 ));
             }
-            Some(t) => Some(api::token_digest(t)),
+            Some(t) => Some(auth::token_digest(t)),
             None if addr.ip().is_loopback() => {
                 warn!(
                     "control API has no token: any local process can drive it \
@@ -201,14 +239,14 @@ impl ControlServer {
             draining: AtomicBool::new(false),
             body_limit: body_limit(config),
         });
-        let router = api::router(shared.clone());
+        let router = router::router(shared.clone());
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let server = std::thread::Builder::new()
             .name("bf-control".into())
             .spawn(move || serve(listener, router, shutdown_rx, ready_tx))?;
-        match ready_rx.recv() {
-            Ok(Ok(())) => {}
+        let runtime = match ready_rx.recv() {
+            Ok(Ok(handle)) => handle,
             Ok(Err(e)) => {
                 let _ = server.join();
                 return Err(e);
@@ -217,9 +255,10 @@ impl ControlServer {
                 let _ = server.join();
                 return Err(Error::other("the control thread exited before serving"));
             }
-        }
+        };
         let mut this = ControlServer {
             addr,
+            runtime,
             shared: shared.clone(),
             shutdown,
             server: Some(server),
@@ -241,6 +280,12 @@ impl ControlServer {
     /// The address the API is served on.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The control thread's tokio runtime: background control-plane tasks (the cluster
+    /// registry) run there, beside the API, never on a shard.
+    pub fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.runtime
     }
 
     /// SIGTERM semantics: from now on `POST /v1/conferences` answers 503 and `/healthz`
@@ -282,7 +327,7 @@ fn serve(
     listener: TcpListener,
     router: axum::Router,
     shutdown: tokio::sync::watch::Receiver<bool>,
-    ready: std::sync::mpsc::Sender<std::io::Result<()>>,
+    ready: std::sync::mpsc::Sender<std::io::Result<tokio::runtime::Handle>>,
 ) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -302,7 +347,7 @@ fn serve(
                 return;
             }
         };
-        let _ = ready.send(Ok(()));
+        let _ = ready.send(Ok(tokio::runtime::Handle::current()));
         accept_loop(listener, router, shutdown).await;
     });
 }
