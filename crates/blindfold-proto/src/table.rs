@@ -401,6 +401,10 @@ pub struct Slot {
     pub recent: RecentChecks,
     /// Return-path proofs of addresses other than the selected one.
     pub probes: [Option<Probe>; PROBES],
+    /// STUN budget of checks from the selected address (`route::STUN_SELECTED`).
+    pub stun_selected: TokenBucket,
+    /// STUN budget of checks from other addresses (`route::STUN_NEW_ADDRESS`).
+    pub stun_new: TokenBucket,
 }
 
 impl Slot {
@@ -452,6 +456,8 @@ impl Table {
                     bucket: TokenBucket::new(limits),
                     recent: RecentChecks::default(),
                     probes: [None; PROBES],
+                    stun_selected: TokenBucket::new(crate::route::STUN_SELECTED),
+                    stun_new: TokenBucket::new(crate::route::STUN_NEW_ADDRESS),
                 });
             }
             Update::RemoveEndpoint { ep } => self.remove_endpoint(ep),
