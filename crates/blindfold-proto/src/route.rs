@@ -445,14 +445,14 @@ impl Router {
         if !self.stun_budget(ep, src, pkt.len(), now) {
             return Outcome::Dropped(DropReason::StunRateLimited);
         }
-        let Some(slot) = self.table.slot(ep) else {
+        let Some((slot, st)) = self.table.slot_stun(ep) else {
             return Outcome::Dropped(DropReason::StunUnknownUser);
         };
         let Some(ice) = slot.ice.as_ref() else {
             return Outcome::Dropped(DropReason::StunUnknownUser);
         };
         let txid = req.transaction_id();
-        if slot.recent.replayed(&txid, src) {
+        if st.recent.replayed(&txid, src) {
             return Outcome::Dropped(DropReason::StunReplayed);
         }
         if !req.verify_integrity(&ice.pwd) {
@@ -467,8 +467,8 @@ impl Router {
                 // A check on the selected pair refreshes its consent (RFC 7675).
                 self.table
                     .set_address(ep, generation, Some((src, Latch::Stun { consent_until })));
-                if let Some(slot) = self.table.slot_mut(ep) {
-                    slot.recent.remember(txid, src);
+                if let Some((_, st)) = self.table.slot_stun_mut(ep) {
+                    st.recent.remember(txid, src);
                 }
                 self.events.push(ShardEvent::Consent {
                     ep,
@@ -487,11 +487,11 @@ impl Router {
         // Another address: it must prove it can hear us before anything else goes there.
         let fresh = self.new_txid(ep);
         let lifetime = self.cfg.consent_timeout;
-        let Some(slot) = self.table.slot_mut(ep) else {
+        let Some((slot, st)) = self.table.slot_stun_mut(ep) else {
             return Outcome::Dropped(DropReason::StunUnknownUser);
         };
-        slot.recent.remember(txid, src);
-        let probe = probe_for(&mut slot.probes, src, fresh, now, lifetime);
+        st.recent.remember(txid, src);
+        let probe = probe_for(&mut st.probes, src, fresh, now, lifetime);
         probe.credit = (probe.credit + 3 * pkt.len()).saturating_sub(response);
         probe.nominated |= req.use_candidate();
         if probe.proven {
@@ -520,11 +520,11 @@ impl Router {
     /// Charges a check from `src` naming `ep` to its budgets (see [`STUN_SELECTED`]);
     /// false when one is spent.
     fn stun_budget(&mut self, ep: EpIdx, src: SocketAddr, len: usize, now: Instant) -> bool {
-        let Some(slot) = self.table.slot_mut(ep) else {
+        let Some((slot, st)) = self.table.slot_stun_mut(ep) else {
             return false;
         };
         if slot.addr.is_some_and(|(a, _)| a == src) {
-            return slot.stun_selected.take(len, now);
+            return st.selected.take(len, now);
         }
         let ip = match src.ip().to_canonical() {
             std::net::IpAddr::V4(v4) => u128::from(v4.to_bits()),
@@ -536,7 +536,7 @@ impl Router {
         let by_pair = self.hasher.hash_one((ep, ip)) as usize % STUN_PAIR_BUCKETS;
         self.stun_ips[by_ip].take(len, now)
             && self.stun_pairs[by_pair].take(len, now)
-            && slot.stun_new.take(len, now)
+            && st.new_address.take(len, now)
             && self.stun_shard.take(len, now)
     }
 
@@ -549,12 +549,12 @@ impl Router {
         let txid = resp.transaction_id();
         let ep = u32::from_be_bytes([txid[0], txid[1], txid[2], txid[3]]) ^ self.txid_mask;
         let lifetime = self.cfg.consent_timeout;
-        let Some(slot) = self.table.slot_mut(ep) else {
+        let Some((slot, st)) = self.table.slot_stun_mut(ep) else {
             return Outcome::Dropped(DropReason::StunUnsolicited);
         };
         // Only an answer from the address the check went to, carrying its transaction id
         // (64 unpredictable bits), reaches the HMAC, so these need no rate limit.
-        let Some(probe) = slot
+        let Some(probe) = st
             .probes
             .iter_mut()
             .flatten()
