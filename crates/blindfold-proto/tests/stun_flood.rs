@@ -42,7 +42,8 @@ fn attacker_port(i: u32) -> std::net::SocketAddr {
 /// and media keeps flowing; the flood itself costs at most the per-IP budget in HMACs.
 #[test]
 fn a_flood_from_many_ports_of_one_host_does_not_starve_honest_consent() {
-    for shards in [1, 2] {
+    // Two shards: the attacker's ports spread over both, as SO_REUSEPORT spreads them.
+    for shards in [2] {
         let mut call = Call::new(SimConfig {
             shards,
             consent_timeout: std::time::Duration::from_millis(500),
