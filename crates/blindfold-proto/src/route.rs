@@ -455,6 +455,9 @@ impl Router {
         if st.recent.replayed(&txid, src) {
             return Outcome::Dropped(DropReason::StunReplayed);
         }
+        // A retransmission is answered again but refreshes nothing: otherwise a captured
+        // check replayed with the selected address forged would keep consent alive.
+        let retransmission = st.recent.seen(&txid);
         if !req.verify_integrity(&ice.pwd) {
             return Outcome::Dropped(DropReason::StunBadIntegrity);
         }
@@ -463,8 +466,12 @@ impl Router {
         let generation = slot.generation;
         let consent_until = now + self.cfg.consent_timeout;
         match slot.addr {
-            Some((a, Latch::Stun { .. })) if a == src => {
-                // A check on the selected pair refreshes its consent (RFC 7675).
+            Some((a, Latch::Stun { .. })) if a == src && retransmission => {
+                return Outcome::Reply { check: 0, response };
+            }
+            // A check on the selected pair refreshes its consent (RFC 7675). Once consent
+            // has lapsed the address may belong to someone else: it is proven again.
+            Some((a, Latch::Stun { consent_until: c })) if a == src && now < c => {
                 self.table
                     .set_address(ep, generation, Some((src, Latch::Stun { consent_until })));
                 if let Some((_, st)) = self.table.slot_stun_mut(ep) {

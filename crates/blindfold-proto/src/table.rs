@@ -346,6 +346,12 @@ impl RecentChecks {
             .any(|(t, a)| t == txid && *a != src)
     }
 
+    /// Whether `txid` was already verified for this endpoint (from any address).
+    #[inline]
+    pub fn seen(&self, txid: &[u8; 12]) -> bool {
+        self.entries.iter().flatten().any(|(t, _)| t == txid)
+    }
+
     /// Remembers a verified check, evicting the oldest.
     #[inline]
     pub fn remember(&mut self, txid: [u8; 12], src: SocketAddr) {

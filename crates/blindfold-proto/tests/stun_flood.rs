@@ -62,10 +62,9 @@ fn a_flood_from_many_ports_of_one_host_does_not_starve_honest_consent() {
                 assert!(h.sent.is_empty());
             }
             if ms % 100 == 0 {
-                for n in 0..NAMES.len() {
-                    let mut agent = call.agents[n].clone();
+                for (n, name) in NAMES.iter().enumerate() {
                     honest_sent += 1;
-                    honest_answered += usize::from(call.sim.latch(&mut agent, addr(n as u16)));
+                    honest_answered += usize::from(call.latch(name, addr(n as u16)));
                 }
             }
             if ms % 10 == 0 {
@@ -108,8 +107,7 @@ fn a_spoofed_flood_from_many_hosts_cannot_starve_consent_on_the_selected_address
             call.sim.receive(src, &flood);
         }
         if ms % 250 == 0 {
-            let mut b = call.agents[1].clone();
-            answered += usize::from(call.sim.latch(&mut b, addr(1)));
+            answered += usize::from(call.latch("b", addr(1)));
         }
         call.sim.advance(std::time::Duration::from_millis(1));
     }
