@@ -37,9 +37,10 @@ fn a_join_flood_from_one_source_cannot_fill_the_forwarder() {
         }
         held.push(ws);
     }
-    eprintln!("join flood: {joined} joined, {limited} source_limit, other: {other:?}");
+    other.truncate(3);
+    eprintln!("join flood: {joined} joined, {limited} source_limit, first others: {other:?}");
     assert_eq!(joined, 5, "conferences one source may create");
-    assert_eq!(limited, 195, "other answers: {other:?}");
+    assert_eq!(limited, 195, "first other answers: {other:?}");
     let mut honest = RawWs::open(signal.addr);
     honest.join(&eid(1), &eid(2), true);
     drop(held);
