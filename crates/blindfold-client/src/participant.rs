@@ -627,9 +627,10 @@ async fn run(
     let candidate = candidates
         .first()
         .ok_or_else(|| ClientError::Protocol("no forwarder candidate".into()))?;
-    let forwarder: SocketAddr = format!("{}:{}", candidate.ip, candidate.port)
-        .parse()
-        .or_else(|_| format!("[{}]:{}", candidate.ip, candidate.port).parse())
+    let forwarder = candidate
+        .ip
+        .parse::<std::net::IpAddr>()
+        .map(|ip| SocketAddr::new(ip, candidate.port))
         .map_err(|_| ClientError::Protocol("malformed candidate".into()))?;
     let bind = cfg.bind.unwrap_or_else(|| {
         let ip: std::net::IpAddr = if forwarder.ip().is_loopback() {

@@ -75,7 +75,7 @@ use crate::config::ServeArgs;
 use crate::metrics::AllShards;
 use crate::{ShardEvent, ShardSet};
 use blindfold_proto::model::{Model, ModelError};
-use blindfold_proto::table::{IngressLimits, Update};
+use blindfold_proto::table::Update;
 
 pub use error::ApiError;
 #[cfg(any(test, feature = "fuzzing"))]
@@ -151,6 +151,15 @@ impl Shared {
                     Some(u) => updates.push(u),
                     None => stale += 1,
                 },
+                ShardEvent::Consent {
+                    ep,
+                    generation,
+                    addr,
+                    consent_until,
+                } => match model.consent(ep, generation, addr, consent_until) {
+                    Some(u) => updates.push(u),
+                    None => stale += 1,
+                },
             }
         }
         if !updates.is_empty() {
@@ -218,14 +227,7 @@ impl ControlServer {
         };
         listener.set_nonblocking(true)?;
         let shared = Arc::new(Shared {
-            model: Mutex::new(Model::new(
-                config.limits(),
-                IngressLimits {
-                    packets_per_sec: config.ingress_pps,
-                    bytes_per_sec: config.ingress_bps,
-                    burst_ms: config.ingress_burst_ms,
-                },
-            )),
+            model: Mutex::new(Model::new(config.limits(), config.ingress_limits())),
             shards: ctx.shards,
             metrics: ctx.metrics,
             candidates: ctx.candidates,
