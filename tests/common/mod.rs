@@ -14,6 +14,7 @@ use blindfold::proto::stun as ice;
 
 pub mod control;
 pub mod signal;
+pub mod slow_forwarder;
 
 pub const TOKEN: &str = "test-token";
 /// Generous: CI is a loaded 2-core machine.
