@@ -16,7 +16,10 @@ fn a_join_flood_from_one_source_cannot_fill_the_forwarder() {
     let serve = ServeProcess::start(1, &["--max-conferences", "50"]);
     let signal = SignalProcess::start(
         serve.control,
-        &[("BLINDFOLD_SIGNAL_MAX_CONFERENCES_PER_SOURCE", "5")],
+        &[
+            ("BLINDFOLD_SIGNAL_MAX_CONFERENCES_PER_SOURCE", "5"),
+            ("BLINDFOLD_SIGNAL_METRICS", "true"),
+        ],
     );
     let attacker = IpAddr::from([127, 0, 0, 2]);
     let mut held = Vec::new();
@@ -43,5 +46,10 @@ fn a_join_flood_from_one_source_cannot_fill_the_forwarder() {
     assert_eq!(limited, 195, "first other answers: {other:?}");
     let mut honest = RawWs::open(signal.addr);
     honest.join(&eid(1), &eid(2), true);
+    assert_eq!(
+        signal.metric("blindfold_signal_refused_total{code=\"source_limit\"}"),
+        Some(195),
+        "counted in /metrics"
+    );
     drop(held);
 }
