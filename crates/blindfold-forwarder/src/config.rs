@@ -93,6 +93,26 @@ pub struct ServeArgs {
     /// On SIGTERM, how long existing calls may go on before the process exits.
     #[arg(long, default_value_t = 30)]
     pub drain_timeout: u64,
+
+    /// Redis URL of the cluster (`redis://host:6379`, `redis+unix:///path`): register
+    /// this forwarder there so signalling instances can place calls on it. Without it the
+    /// forwarder runs alone, exactly as before.
+    #[arg(long, env = "BLINDFOLD_REDIS_URL", hide_env_values = true)]
+    pub redis: Option<String>,
+
+    /// Node id in the cluster registry (1-32 of `[A-Za-z0-9_-]`). Default: random at
+    /// each start.
+    #[arg(long, env = "BLINDFOLD_NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// Region label placement prefers for joiners of the same region (`[a-z0-9-]`).
+    #[arg(long, env = "BLINDFOLD_REGION")]
+    pub region: Option<String>,
+
+    /// Control API URL registered for the signalling service. Default:
+    /// `http://<control address>`, with a wildcard IP replaced by the advertised one.
+    #[arg(long, env = "BLINDFOLD_CONTROL_URL")]
+    pub control_url: Option<String>,
 }
 
 impl Default for ServeArgs {
@@ -198,7 +218,11 @@ impl ServeArgs {
             ingress_pps,
             ingress_bps,
             ingress_burst_ms,
-            drain_timeout
+            drain_timeout,
+            redis,
+            node_id,
+            region,
+            control_url
         );
         file.validated()
     }
@@ -221,6 +245,24 @@ impl ServeArgs {
                     self.ingress_pps, self.ingress_bps, self.ingress_burst_ms
                 ))
             })?;
+        if self
+            .node_id
+            .as_deref()
+            .is_some_and(|id| !blindfold_cluster::schema::valid_node_id(id))
+        {
+            return Err(ConfigError::Invalid(
+                "node-id must be 1-32 characters of [A-Za-z0-9_-]".into(),
+            ));
+        }
+        if self
+            .region
+            .as_deref()
+            .is_some_and(|r| !blindfold_cluster::schema::valid_region(r))
+        {
+            return Err(ConfigError::Invalid(
+                "region must be 1-32 characters of [a-z0-9-]".into(),
+            ));
+        }
         Ok(self)
     }
 
@@ -231,6 +273,19 @@ impl ServeArgs {
                 .map(|n| n.get())
                 .unwrap_or(1)
         })
+    }
+
+    /// The control URL to register for a bound control address.
+    pub fn registered_control_url(&self, bound: SocketAddr) -> String {
+        if let Some(url) = &self.control_url {
+            return url.clone();
+        }
+        let ip = if bound.ip().is_unspecified() {
+            self.advertised(bound).ip()
+        } else {
+            bound.ip()
+        };
+        format!("http://{}", SocketAddr::new(ip, bound.port()))
     }
 
     /// The address advertised in candidates for a bound media address.

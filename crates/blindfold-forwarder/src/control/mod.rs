@@ -185,6 +185,8 @@ fn body_limit(config: &ServeArgs) -> usize {
 /// The running control plane: the HTTP server thread and the shard-event thread.
 pub struct ControlServer {
     addr: SocketAddr,
+    /// The control thread's runtime, for background tasks (the cluster registry).
+    runtime: tokio::runtime::Handle,
     shared: Arc<Shared>,
     shutdown: tokio::sync::watch::Sender<bool>,
     server: Option<JoinHandle<()>>,
@@ -241,8 +243,8 @@ impl ControlServer {
         let server = std::thread::Builder::new()
             .name("bf-control".into())
             .spawn(move || serve(listener, router, shutdown_rx, ready_tx))?;
-        match ready_rx.recv() {
-            Ok(Ok(())) => {}
+        let runtime = match ready_rx.recv() {
+            Ok(Ok(handle)) => handle,
             Ok(Err(e)) => {
                 let _ = server.join();
                 return Err(e);
@@ -251,9 +253,10 @@ impl ControlServer {
                 let _ = server.join();
                 return Err(Error::other("the control thread exited before serving"));
             }
-        }
+        };
         let mut this = ControlServer {
             addr,
+            runtime,
             shared: shared.clone(),
             shutdown,
             server: Some(server),
@@ -275,6 +278,12 @@ impl ControlServer {
     /// The address the API is served on.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The control thread's tokio runtime: background control-plane tasks (the cluster
+    /// registry) run there, beside the API, never on a shard.
+    pub fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.runtime
     }
 
     /// SIGTERM semantics: from now on `POST /v1/conferences` answers 503 and `/healthz`
@@ -316,7 +325,7 @@ fn serve(
     listener: TcpListener,
     router: axum::Router,
     shutdown: tokio::sync::watch::Receiver<bool>,
-    ready: std::sync::mpsc::Sender<std::io::Result<()>>,
+    ready: std::sync::mpsc::Sender<std::io::Result<tokio::runtime::Handle>>,
 ) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -336,7 +345,7 @@ fn serve(
                 return;
             }
         };
-        let _ = ready.send(Ok(()));
+        let _ = ready.send(Ok(tokio::runtime::Handle::current()));
         accept_loop(listener, router, shutdown).await;
     });
 }
