@@ -3,6 +3,8 @@
 //! deadlines (never fixed sleeps).
 #![allow(dead_code)]
 
+pub mod burst;
+
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
