@@ -78,6 +78,9 @@ impl ShardSet {
 /// The forwarder could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// The configuration is not one the forwarder can run with.
+    #[error("configuration: {0}")]
+    Config(#[source] config::ConfigError),
     /// Binding or configuring a media socket failed.
     #[error("media socket: {0}")]
     Media(#[source] std::io::Error),
@@ -104,6 +107,7 @@ impl Forwarder {
     /// Binds the media sockets (one per shard, SO_REUSEPORT) and the control API, and
     /// starts the shard threads. A media port of 0 picks a free port shared by all shards.
     pub fn start(cfg: config::ServeArgs) -> Result<Self, StartError> {
+        let cfg = cfg.validated().map_err(StartError::Config)?;
         let n = cfg.shard_count();
         let first =
             sys::bind_media_socket(cfg.media, cfg.socket_buffer).map_err(StartError::Media)?;

@@ -241,7 +241,8 @@ impl Target {
                 cfg.ingress_bps = 0;
             }
             let fwd = Forwarder::start(cfg).map_err(|e| LoadError::Start(e.to_string()))?;
-            let api = Api::new(&format!("http://{}", fwd.control_addr()), &token);
+            let api = Api::new(&format!("http://{}", fwd.control_addr()), Some(&token))
+                .map_err(|e| LoadError::Start(e.to_string()))?;
             return Ok(Self {
                 media: fwd.media_addr(),
                 api: Some(api),
@@ -261,7 +262,7 @@ impl Target {
                         .into(),
                 )
             })?;
-            Some(Api::new(&args.control, &token))
+            Some(Api::new(&args.control, Some(&token)).map_err(SetupError::from)?)
         };
         Ok(Self {
             media: args.media,
