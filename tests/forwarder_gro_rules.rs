@@ -10,8 +10,8 @@ use common::*;
 
 use std::net::UdpSocket;
 
+use blindfold::control::TrackKind;
 use blindfold::forwarder::Forwarder;
-use serde_json::json;
 
 /// Conference "g": "a" publishes mic (0xA1) and cam (0xA2); "b" subscribes to a's mic
 /// only, "c" to a's cam only; "d" publishes mic (0xD1) to nobody. All latched.
@@ -31,29 +31,19 @@ impl Split {
         api.tracks(
             "g",
             "a",
-            json!([{"id": "mic", "kind": "audio", "ssrcs": [0xA1]},
-                   {"id": "cam", "kind": "video", "ssrcs": [0xA2]}]),
+            vec![
+                track("mic", TrackKind::Audio, &[0xA1]),
+                track("cam", TrackKind::Video, &[0xA2]),
+            ],
         );
-        api.tracks(
-            "g",
-            "d",
-            json!([{"id": "mic", "kind": "audio", "ssrcs": [0xD1]}]),
-        );
+        api.tracks("g", "d", vec![track("mic", TrackKind::Audio, &[0xD1])]);
         api.subscribe("g", "b", &[("a", "mic")]);
         api.subscribe("g", "c", &[("a", "cam")]);
         let peers: Vec<Peer> = creds.iter().map(|_| Peer::new(fwd.media_addr())).collect();
         for (p, c) in peers.iter().zip(&creds) {
             p.latch(c);
         }
-        assert!(
-            wait_for(|| {
-                let (_, v) = api.call("GET", "/v1/conferences/g", None);
-                v["endpoints"]
-                    .as_array()
-                    .is_some_and(|eps| eps.iter().all(|e| e["latched"] == true))
-            }),
-            "all latched"
-        );
+        assert!(wait_for(|| api.get("g").all_latched(4)), "all latched");
         Self { api, peers }
     }
 
