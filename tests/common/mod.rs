@@ -3,6 +3,7 @@
 //! deadlines (never fixed sleeps).
 #![allow(dead_code)]
 
+pub mod burst;
 pub mod redis;
 
 use std::net::{SocketAddr, UdpSocket};
