@@ -77,7 +77,8 @@ impl Api {
         }
     }
 
-    fn call(
+    /// One request; a non-2xx answer is [`SetupError::Refused`].
+    pub(crate) fn call(
         &self,
         method: &'static str,
         path: &str,
