@@ -78,11 +78,11 @@ fn sigterm_marks_the_node_draining_and_placement_avoids_it() {
         .recv_until(|x| x == p.as_slice(), &mut o)
         .expect("the call goes on while draining");
     // Ending its last conference lets it exit, and it deletes its record on the way out.
-    let (_, list) = call.api.call("GET", "/v1/conferences", None);
-    for conf in list["conferences"].as_array().unwrap() {
-        let id = conf["id"].as_str().unwrap();
+    for conf in call.api.list().conferences {
         call.api
-            .call("DELETE", &format!("/v1/conferences/{id}"), None);
+            .client()
+            .delete_conference(&conf.id)
+            .expect("delete conference");
     }
     assert!(
         within(3 * DEADLINE, || !a.alive()).is_some(),

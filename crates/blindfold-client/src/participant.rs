@@ -627,9 +627,10 @@ async fn run(
     let candidate = candidates
         .first()
         .ok_or_else(|| ClientError::Protocol("no forwarder candidate".into()))?;
-    let forwarder: SocketAddr = format!("{}:{}", candidate.ip, candidate.port)
-        .parse()
-        .or_else(|_| format!("[{}]:{}", candidate.ip, candidate.port).parse())
+    let forwarder = candidate
+        .ip
+        .parse::<std::net::IpAddr>()
+        .map(|ip| SocketAddr::new(ip, candidate.port))
         .map_err(|_| ClientError::Protocol("malformed candidate".into()))?;
     let bind = cfg.bind.unwrap_or_else(|| {
         let ip: std::net::IpAddr = if forwarder.ip().is_loopback() {
@@ -710,6 +711,26 @@ async fn run(
     eng.shared.lock().ssrcs = tracks.iter().flat_map(|t| t.ssrcs.clone()).collect();
     if !tracks.is_empty() {
         send_ws(&mut ws, ClientMessage::Publish { tracks }).await?;
+        // Media starts once the forwarder owns our SSRCs (`published`): packets sent
+        // before that would be dropped as coming from SSRCs it does not know.
+        tokio::time::timeout(eng.cfg.join_timeout, async {
+            loop {
+                match recv_ws(&mut ws).await? {
+                    Some(ServerMessage::Published) => return Ok(()),
+                    Some(ServerMessage::Error { code, message })
+                        if code != ErrorCode::UnknownRecipient =>
+                    {
+                        return Err(ClientError::Refused { code, message });
+                    }
+                    Some(m) => eng.on_server(m),
+                    None => return Err(ClientError::Signal("closed while publishing".into())),
+                }
+                eng.drain_outputs();
+                eng.flush(&mut ws).await?;
+            }
+        })
+        .await
+        .map_err(|_| ClientError::Timeout("waiting for `published`"))??;
     }
     if let Some(to) = eng.cfg.subscribe.clone() {
         send_ws(&mut ws, ClientMessage::Subscribe { to: Some(to) }).await?;
@@ -936,7 +957,7 @@ impl Engine {
                 tracing::warn!(?code, %message, "signalling refused a request");
                 Ok(())
             }
-            ServerMessage::Joined { .. } => Ok(()),
+            ServerMessage::Joined { .. } | ServerMessage::Published => Ok(()),
         };
         if let Err(e) = result {
             tracing::debug!(error = %e, "key schedule refused an input");

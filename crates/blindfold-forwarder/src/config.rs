@@ -4,6 +4,7 @@
 //! Owns parsing and defaults only; it starts nothing. Precedence: a flag or environment
 //! variable given explicitly beats the file, which beats the built-in default.
 
+use blindfold_proto::table::IngressLimits;
 use clap::{ArgMatches, Args, parser::ValueSource};
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
@@ -163,6 +164,15 @@ impl ServeArgs {
         }
     }
 
+    /// The per-endpoint ingress limits in this configuration.
+    pub fn ingress_limits(&self) -> IngressLimits {
+        IngressLimits {
+            packets_per_sec: self.ingress_pps,
+            bytes_per_sec: self.ingress_bps,
+            burst_ms: self.ingress_burst_ms,
+        }
+    }
+
     /// Applies the `--config` file under the explicitly given flags: for every field the
     /// user did not set on the command line or in the environment, the file's value wins
     /// over the default.
@@ -217,13 +227,24 @@ impl ServeArgs {
         file.validated()
     }
 
-    fn validated(self) -> Result<Self, ConfigError> {
+    /// Checks the settings that no value of the others can make sensible.
+    pub fn validated(self) -> Result<Self, ConfigError> {
         if self.batch == 0 || self.batch > 1024 {
             return Err(ConfigError::Invalid("batch must be 1..=1024".into()));
         }
         if self.shards == Some(0) {
             return Err(ConfigError::Invalid("shards must be at least 1".into()));
         }
+        // A datagram larger than a receive buffer is dropped as oversize anyway, so the
+        // bucket must hold one of that size, no more.
+        self.ingress_limits()
+            .check(blindfold_udp::MAX_DATAGRAM)
+            .map_err(|e| {
+                ConfigError::Invalid(format!(
+                    "{e} (--ingress-pps {}, --ingress-bps {}, --ingress-burst-ms {})",
+                    self.ingress_pps, self.ingress_bps, self.ingress_burst_ms
+                ))
+            })?;
         if self
             .node_id
             .as_deref()
@@ -299,6 +320,42 @@ mod tests {
         assert_eq!(a.batch, 32);
         assert_eq!(a.consent_timeout, 30);
         assert_eq!(a.advertised(a.media), "127.0.0.1:10000".parse().unwrap());
+    }
+
+    #[test]
+    fn ingress_limits_that_hold_less_than_one_packet_are_refused() {
+        let with = |pps, bps, burst_ms| ServeArgs {
+            ingress_pps: pps,
+            ingress_bps: bps,
+            ingress_burst_ms: burst_ms,
+            ..ServeArgs::default()
+        };
+        // Below one maximum datagram of bytes, or one packet, in the burst.
+        for bad in [
+            with(3_000, 2_000, 500),
+            with(3_000, 3_000_000, 0),
+            with(1, 3_000_000, 500),
+            with(0, 100_000, 10),
+        ] {
+            let err = bad.validated().expect_err("refused at start").to_string();
+            assert!(err.contains("ingress"), "{err}");
+        }
+        // The defaults, a limit switched off, and the smallest sufficient burst pass.
+        let max = blindfold_udp::MAX_DATAGRAM as u32;
+        for good in [
+            ServeArgs::default(),
+            with(0, 0, 0),
+            with(0, max, 1000),
+            with(2, 0, 500),
+        ] {
+            let limits = good.ingress_limits();
+            assert!(good.validated().is_ok(), "{limits:?}");
+        }
+        let l = with(200, 300_000, 250).ingress_limits();
+        assert_eq!(
+            (l.packets_per_sec, l.bytes_per_sec, l.burst_ms),
+            (200, 300_000, 250)
+        );
     }
 
     #[test]

@@ -80,6 +80,9 @@ impl ShardSet {
 /// The forwarder could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// The configuration is not one the forwarder can run with.
+    #[error("configuration: {0}")]
+    Config(#[source] config::ConfigError),
     /// Binding or configuring a media socket failed.
     #[error("media socket: {0}")]
     Media(#[source] std::io::Error),
@@ -111,6 +114,7 @@ impl Forwarder {
     /// Binds the media sockets (one per shard, SO_REUSEPORT) and the control API, and
     /// starts the shard threads. A media port of 0 picks a free port shared by all shards.
     pub fn start(cfg: config::ServeArgs) -> Result<Self, StartError> {
+        let cfg = cfg.validated().map_err(StartError::Config)?;
         let n = cfg.shard_count();
         let first =
             sys::bind_media_socket(cfg.media, cfg.socket_buffer).map_err(StartError::Media)?;
@@ -128,6 +132,23 @@ impl Forwarder {
         for _ in 1..n {
             sockets
                 .push(sys::bind_media_socket(media, cfg.socket_buffer).map_err(StartError::Media)?);
+        }
+        // A wildcard-bound socket must learn which local address each datagram was sent
+        // to, so that answers and copies leave from it (issue 9 §4c); a socket bound to
+        // one address always sends from that address and needs nothing.
+        if media.ip().is_unspecified() {
+            let mut ok = true;
+            for s in &sockets {
+                if let Err(e) = sys::enable_pktinfo(s) {
+                    ok = false;
+                    tracing::warn!(error = %e, "no packet info on the media socket: on a multi-homed host replies may leave from another address than the one a participant sent to");
+                }
+            }
+            if ok {
+                tracing::info!(
+                    "wildcard media address: replies leave from the address each datagram was sent to (packet info)"
+                );
+            }
         }
         let cores = if cfg.pin {
             core_affinity::get_core_ids().unwrap_or_default()

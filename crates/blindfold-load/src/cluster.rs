@@ -12,11 +12,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
-use blindfold_cluster::links::{self, Plan, Publication, TrackKind, TrackRef};
-use serde_json::{Value, json};
+use blindfold_cluster::links::{self, Plan, Publication, TrackRef};
+use blindfold_control::{SubscriptionJson, TrackJson};
 
 use super::engine::Creds;
-use super::setup::{Api, SetupError};
+use super::setup::{self, Api, SetupError};
 use super::topology::Topology;
 
 /// How a run's participants are spread over the forwarders.
@@ -82,11 +82,7 @@ fn publications(topo: &Topology, c: usize) -> Vec<Publication> {
                     participant: format!("p{m}"),
                     track: format!("t{t}"),
                 },
-                kind: match prof.kind() {
-                    "audio" => TrackKind::Audio,
-                    "screen" => TrackKind::Screen,
-                    _ => TrackKind::Video,
-                },
+                kind: prof.kind(),
                 ssrcs: vec![Topology::ssrc(p, t)],
             });
         }
@@ -198,79 +194,55 @@ impl ClusterCalls {
     /// tracks, then every subscription. Returns the ICE credentials by participant.
     pub fn create(&self, topo: &Topology, prefix: &str) -> Result<Vec<Creds>, SetupError> {
         let mut creds: Vec<Option<Creds>> = vec![None; topo.participants()];
+        let subs = |list: &[links::Sub]| -> Vec<SubscriptionJson> {
+            list.iter()
+                .map(|s| SubscriptionJson::new(&s.endpoint, &s.track))
+                .collect()
+        };
         for (c, plan) in self.plans.iter().enumerate() {
             let conf = format!("{prefix}-{c}");
             for (node_id, np) in &plan.nodes {
-                let node = &self.nodes[self.index_of(node_id).expect("planned on a known node")];
-                let api = &node.api;
-                api.call("POST", "/v1/conferences", Some(json!({ "id": conf })))?;
+                let api = &self.node(node_id).api;
+                api.create_conference(Some(&conf))?;
                 for member in np.members.keys() {
                     let m: usize = member[1..].parse().expect("members are p{m}");
-                    let v = api.call(
-                        "POST",
-                        &format!("/v1/conferences/{conf}/endpoints"),
-                        Some(json!({ "id": member })),
-                    )?;
-                    creds[c * topo.size + m] = Some(Creds {
-                        ufrag: v["ice"]["ufrag"].as_str().unwrap_or_default().to_string(),
-                        pwd: v["ice"]["pwd"].as_str().unwrap_or_default().to_string(),
+                    let p = c * topo.size + m;
+                    let created = api.create_endpoint(&conf, Some(member))?;
+                    creds[p] = Some(Creds {
+                        ufrag: created.ice.ufrag,
+                        pwd: created.ice.pwd,
                     });
                     if m < topo.publishers {
-                        let p = c * topo.size + m;
-                        let tracks: Vec<Value> = topo
+                        let tracks = topo
                             .tracks
                             .iter()
                             .enumerate()
-                            .map(|(t, prof)| json!({"id": format!("t{t}"), "kind": prof.kind(), "ssrcs": [Topology::ssrc(p, t)]}))
+                            .map(|(t, prof)| {
+                                TrackJson::new(format!("t{t}"), prof.kind(), [Topology::ssrc(p, t)])
+                            })
                             .collect();
-                        api.call(
-                            "PUT",
-                            &format!("/v1/conferences/{conf}/endpoints/{member}/tracks"),
-                            Some(json!({ "tracks": tracks })),
-                        )?;
+                        api.set_tracks(&conf, member, tracks)?;
                     }
                 }
                 for relay in np.relays.values() {
-                    let remote = &self.nodes[self.index_of(&relay.remote).expect("known node")];
                     let ep = &relay.endpoint;
-                    api.call(
-                        "POST",
-                        &format!("/v1/conferences/{conf}/endpoints"),
-                        Some(json!({ "id": ep })),
-                    )?;
-                    api.call(
-                        "PUT",
-                        &format!("/v1/conferences/{conf}/endpoints/{ep}/address"),
-                        Some(json!({ "ip": remote.media.ip().to_string(), "port": remote.media.port() })),
-                    )?;
-                    api.call(
-                        "PUT",
-                        &format!("/v1/conferences/{conf}/endpoints/{ep}/tracks"),
-                        Some(json!({ "tracks": relay.tracks.iter().map(|t| json!({"id": t.id, "kind": t.kind, "ssrcs": t.ssrcs})).collect::<Vec<_>>() })),
-                    )?;
+                    api.create_endpoint(&conf, Some(ep))?;
+                    api.set_address(&conf, ep, self.node(&relay.remote).media)?;
+                    let tracks = relay
+                        .tracks
+                        .iter()
+                        .map(|t| TrackJson::new(&t.id, t.kind, t.ssrcs.clone()))
+                        .collect();
+                    api.set_tracks(&conf, ep, tracks)?;
                 }
             }
             for (node_id, np) in &plan.nodes {
-                let api = &self.nodes[self.index_of(node_id).expect("known node")].api;
-                let subs = |list: &[links::Sub]| -> Value {
-                    json!({ "subscriptions": list.iter().map(|s| json!({"endpoint": s.endpoint, "track": s.track})).collect::<Vec<_>>() })
-                };
+                let api = &self.node(node_id).api;
                 for (member, list) in &np.members {
-                    api.call(
-                        "PUT",
-                        &format!("/v1/conferences/{conf}/endpoints/{member}/subscriptions"),
-                        Some(subs(list)),
-                    )?;
+                    api.set_subscriptions(&conf, member, subs(list))?;
                 }
                 for relay in np.relays.values() {
-                    api.call(
-                        "PUT",
-                        &format!(
-                            "/v1/conferences/{conf}/endpoints/{}/subscriptions",
-                            relay.endpoint
-                        ),
-                        Some(subs(&relay.subscriptions)),
-                    )?;
+                    api.set_subscriptions(&conf, &relay.endpoint, subs(&relay.subscriptions))?;
                 }
             }
         }
@@ -280,16 +252,18 @@ impl ClusterCalls {
             .collect())
     }
 
+    fn node(&self, id: &str) -> &Node {
+        &self.nodes[self.index_of(id).expect("plans name only the run's nodes")]
+    }
+
     /// Deletes every conference of the run on every forwarder; returns the first error
     /// after trying them all.
     pub fn delete(&self, topo: &Topology, prefix: &str) -> Result<(), SetupError> {
         let mut first = None;
         for (c, plan) in self.plans.iter().enumerate().take(topo.conferences) {
             for node_id in plan.nodes.keys() {
-                if let Some(i) = self.index_of(node_id)
-                    && let Err(e) = self.nodes[i]
-                        .api
-                        .delete_conference(&format!("{prefix}-{c}"))
+                if let Err(e) =
+                    setup::delete_conference(&self.node(node_id).api, &format!("{prefix}-{c}"))
                 {
                     first.get_or_insert(e);
                 }
@@ -315,7 +289,7 @@ mod tests {
             .map(|i| Node {
                 id: format!("n{i}"),
                 media: SocketAddr::from(([127, 0, 0, 1], 10_000 + i as u16)),
-                api: Api::new("http://127.0.0.1:1", "t"),
+                api: Api::new("http://127.0.0.1:1", Some("t")).unwrap(),
             })
             .collect()
     }

@@ -25,32 +25,51 @@
 //! | `member_joined {member}` / `member_left {participant}` | membership changed (rekey on a leave) |
 //! | `tracks {participant, tracks}` | a member's tracks changed |
 //! | `key {from, message}` | a sealed key message from a member |
+//! | `published {}` | the forwarder holds the tracks just published: start sending media |
 //! | `left {}` / `error {code, message}` | leave done / request refused |
 //!
-//! A join creates the conference on the least loaded forwarder (by endpoints this service
-//! holds there) and an endpoint named by the participant's ephemeral id. Publishing sets
-//! the endpoint's tracks; subscriptions follow every change. A `leave` or a dropped
-//! WebSocket deletes the endpoint on the forwarder *before* the others are told, so a
-//! leaver stops receiving at once, before the key generator's rekey.
+//! Error codes: `bad_request`, `wrong_state`, `participant_taken`, `unknown_recipient`,
+//! `forwarder` (refused or unreachable), `capacity` (the forwarders or the service are
+//! full: retry later), `source_limit` (this address holds too much), `join_timeout`.
+//!
+//! A join creates the conference on the least loaded forwarder with room (by endpoints
+//! this service holds there) and an endpoint named by the participant's ephemeral id.
+//! Publishing sets the endpoint's tracks, then answers `published`; subscriptions follow
+//! every change. A `leave` or a dropped WebSocket deletes the endpoint on the forwarder
+//! *before* the others are told, so a leaver stops receiving at once, before the key
+//! generator's rekey. [`service`] says how this order holds without a lock across
+//! forwarder calls.
+//!
+//! # Limits (strangers must not exhaust it)
+//! WebSocket frames and messages are capped at [`proto::MAX_FRAME`]; connections are
+//! capped in total and per source address (answered `503` and closed); a connection must
+//! join within `--join-timeout-secs`; one source may hold only so many conferences it
+//! created and members without a key proof; each connection's outgoing queue is bounded
+//! in bytes, and a member that stops reading is disconnected (a leave) instead of growing
+//! the service's memory. [`limits::Limits`] lists the flags.
 //!
 //! The control token travels in an `Authorization` header over plain HTTP: keep the
 //! control API on a private network (or loopback), as the forwarder's docs say.
 
+mod accept;
+mod connection;
 pub mod forwarders;
+pub mod limits;
 pub mod proto;
-pub mod server;
+pub mod service;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{State, WebSocketUpgrade};
+use axum::extract::{Extension, State, WebSocketUpgrade};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-pub use forwarders::{ControlError, ForwarderClient};
-pub use server::{ConferenceView, MemberView, Service, StateView};
+pub use forwarders::Forwarder;
+pub use limits::Limits;
+pub use service::{ConferenceView, MemberView, Service, StateView};
 
 /// Command-line arguments of `blindfold signal`.
 #[derive(clap::Args, Debug, Clone)]
@@ -64,7 +83,7 @@ pub struct SignalArgs {
     pub listen: SocketAddr,
 
     /// Control API base URL of a forwarder (repeat for several); conferences go to the
-    /// one with the fewest endpoints.
+    /// one with the fewest endpoints that has room.
     #[arg(
         long = "forwarder",
         default_value = "http://127.0.0.1:8480",
@@ -81,6 +100,10 @@ pub struct SignalArgs {
     /// For tests and debugging; off by default.
     #[arg(long, default_value_t = false)]
     pub debug_state: bool,
+
+    /// Connection, per-source and queue limits.
+    #[command(flatten)]
+    pub limits: Limits,
 }
 
 /// The service could not start.
@@ -95,6 +118,9 @@ pub enum SignalError {
     /// No forwarder was configured.
     #[error("at least one --forwarder is needed")]
     NoForwarder,
+    /// A forwarder's control client could not be built.
+    #[error("forwarder control client: {0}")]
+    Forwarder(#[source] blindfold_control::client::ControlError),
 }
 
 #[derive(Clone)]
@@ -115,23 +141,33 @@ fn router(service: Arc<Service>, debug_state: bool) -> Router {
         })
 }
 
-async fn ws_upgrade(State(app): State<AppState>, ws: WebSocketUpgrade) -> impl IntoResponse {
+/// Read buffer of a WebSocket: what an idle connection costs, so small; frames up to
+/// [`proto::MAX_FRAME`] still arrive whole.
+const WS_READ_BUFFER: usize = 8 * 1024;
+
+async fn ws_upgrade(
+    State(app): State<AppState>,
+    Extension(conn): Extension<Arc<limits::Guard>>,
+    ws: WebSocketUpgrade,
+) -> impl IntoResponse {
     ws.max_message_size(proto::MAX_FRAME)
-        .on_upgrade(move |socket| app.service.connection(socket))
+        .max_frame_size(proto::MAX_FRAME)
+        .read_buffer_size(WS_READ_BUFFER)
+        .write_buffer_size(0)
+        .on_upgrade(move |socket| connection::serve(app.service, socket, conn))
 }
 
 async fn state_view(State(app): State<AppState>) -> axum::response::Response {
     if !app.debug_state {
         return (axum::http::StatusCode::NOT_FOUND, "not enabled").into_response();
     }
-    axum::Json(app.service.view().await).into_response()
+    axum::Json(app.service.view()).into_response()
 }
 
 /// A running signalling service on its own thread and runtime.
 pub struct SignalServer {
     addr: SocketAddr,
     service: Arc<Service>,
-    handle: tokio::runtime::Handle,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -142,42 +178,36 @@ impl SignalServer {
         if args.forwarders.is_empty() {
             return Err(SignalError::NoForwarder);
         }
-        let forwarders = args
-            .forwarders
-            .iter()
-            .map(|u| ForwarderClient::new(u, &args.control_token))
-            .collect();
-        let service = Arc::new(Service::new(forwarders));
-        let std_listener = std::net::TcpListener::bind(args.listen).map_err(SignalError::Bind)?;
-        std_listener
-            .set_nonblocking(true)
-            .map_err(SignalError::Bind)?;
-        let addr = std_listener.local_addr().map_err(SignalError::Bind)?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("signal")
             .enable_all()
             .build()
             .map_err(SignalError::Runtime)?;
-        let handle = rt.handle().clone();
-        let listener = {
-            let _guard = rt.enter();
-            tokio::net::TcpListener::from_std(std_listener).map_err(SignalError::Bind)?
-        };
+        let _guard = rt.enter();
+        let forwarders = args
+            .forwarders
+            .iter()
+            .map(|u| Forwarder::new(u, &args.control_token))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(SignalError::Forwarder)?;
+        let admission = limits::Admission::new(args.limits.clone());
+        let service = Arc::new(Service::new(forwarders, admission.clone()));
+        let std_listener = std::net::TcpListener::bind(args.listen).map_err(SignalError::Bind)?;
+        std_listener
+            .set_nonblocking(true)
+            .map_err(SignalError::Bind)?;
+        let addr = std_listener.local_addr().map_err(SignalError::Bind)?;
+        let listener =
+            tokio::net::TcpListener::from_std(std_listener).map_err(SignalError::Bind)?;
+        drop(_guard);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let app = router(service.clone(), args.debug_state);
         let thread = std::thread::Builder::new()
             .name("signal-main".into())
             .spawn(move || {
-                rt.block_on(async move {
-                    let serve = axum::serve(listener, app).with_graceful_shutdown(async {
-                        let _ = rx.await;
-                    });
-                    if let Err(e) = serve.await {
-                        tracing::warn!(error = %e, "signalling server stopped");
-                    }
-                });
-                // Upgraded WebSockets are not waited for by the graceful shutdown: end them.
+                rt.block_on(accept::accept_loop(listener, app, admission, rx));
+                // Connections and WebSockets are tasks of this runtime: end them.
                 rt.shutdown_timeout(Duration::from_secs(1));
             })
             .map_err(SignalError::Runtime)?;
@@ -185,7 +215,6 @@ impl SignalServer {
         Ok(Self {
             addr,
             service,
-            handle,
             shutdown: Some(tx),
             thread: Some(thread),
         })
@@ -201,10 +230,9 @@ impl SignalServer {
         format!("ws://{}/v1/ws", self.addr)
     }
 
-    /// The service's view of every call. Call it from outside any async runtime.
+    /// The service's view of every call.
     pub fn state(&self) -> StateView {
-        let service = self.service.clone();
-        self.handle.block_on(async move { service.view().await })
+        self.service.view()
     }
 
     /// Stops serving and joins the thread.

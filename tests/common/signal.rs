@@ -1,0 +1,294 @@
+//! Helpers for tests of the signalling service as a real process: `blindfold signal` as a
+//! child (limits given through its environment variables, so the same test runs against
+//! a build that lacks them), a minimal blocking WebSocket client that can misbehave
+//! (never read, declare huge frames, come from 127.0.0.2), and the process's memory.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::{DEADLINE, TOKEN};
+
+/// `blindfold signal` on 127.0.0.1 port 0, driving the forwarder at `control`; killed on
+/// drop.
+pub struct SignalProcess {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl SignalProcess {
+    pub fn start(control: SocketAddr, env: &[(&str, &str)]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_blindfold"))
+            .args(["signal", "--listen", "127.0.0.1:0"])
+            .args(["--forwarder", &format!("http://{control}")])
+            .args(["--control-token", TOKEN])
+            .envs(env.iter().copied())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("signal starts");
+        let out = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(out).lines();
+        let ws = loop {
+            let Some(Ok(line)) = lines.next() else {
+                let _ = child.kill();
+                panic!("signal did not print its address");
+            };
+            if let Some(rest) = line.strip_prefix("signal ") {
+                break rest.trim().to_string();
+            }
+        };
+        let addr = ws
+            .trim_start_matches("ws://")
+            .trim_end_matches("/v1/ws")
+            .parse()
+            .expect("signal address");
+        Self { child, addr }
+    }
+
+    /// Resident set size, KiB.
+    pub fn rss_kib(&self) -> u64 {
+        proc_status_kib(self.child.id(), "VmRSS:")
+    }
+
+    /// Peak resident set size, KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        proc_status_kib(self.child.id(), "VmHWM:")
+    }
+}
+
+impl Drop for SignalProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(field)?
+                .trim()
+                .strip_suffix("kB")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
+/// A 32-hex-digit ephemeral id made of `n`.
+pub fn eid(n: u64) -> String {
+    format!("{n:032x}")
+}
+
+/// A join message; `proof` adds a (made-up) key proof.
+pub fn join(conference: &str, participant: &str, proof: bool) -> String {
+    let mut m = json!({
+        "v": 1, "type": "join", "conference": conference, "participant": participant,
+        "key": "ab".repeat(32),
+    });
+    if proof {
+        m["key_proof"] = json!("cd".repeat(32));
+    }
+    m.to_string()
+}
+
+/// A blocking WebSocket client speaking just enough RFC 6455 to misbehave.
+#[derive(Debug)]
+pub struct RawWs {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+/// How a connection attempt ended.
+#[derive(Debug)]
+pub enum Upgrade {
+    /// 101: a WebSocket.
+    Open(RawWs),
+    /// An HTTP answer other than 101, with its status and body.
+    Refused(u16, String),
+    /// Closed or reset without an answer.
+    Dropped,
+}
+
+impl RawWs {
+    /// Connects from `from` (any 127.0.0.0/8 address) with the given receive buffer.
+    pub fn connect(to: SocketAddr, from: IpAddr, rcvbuf: Option<usize>) -> Upgrade {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+        if let Some(n) = rcvbuf {
+            s.set_recv_buffer_size(n).unwrap();
+        }
+        s.bind(&SocketAddr::new(from, 0).into()).unwrap();
+        if s.connect(&to.into()).is_err() {
+            return Upgrade::Dropped;
+        }
+        let mut stream: TcpStream = s.into();
+        stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        let req = format!(
+            "GET /v1/ws HTTP/1.1\r\nHost: {to}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        if stream.write_all(req.as_bytes()).is_err() {
+            return Upgrade::Dropped;
+        }
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            match stream.read(&mut byte) {
+                Ok(1) => head.push(byte[0]),
+                _ => return Upgrade::Dropped,
+            }
+        }
+        let head = String::from_utf8_lossy(&head).into_owned();
+        let status: u16 = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        if status == 101 {
+            return Upgrade::Open(RawWs {
+                stream,
+                buf: Vec::new(),
+            });
+        }
+        let mut body = String::new();
+        let _ = stream.read_to_string(&mut body);
+        Upgrade::Refused(status, body)
+    }
+
+    /// Connects from 127.0.0.1 and expects the upgrade.
+    pub fn open(to: SocketAddr) -> RawWs {
+        match Self::connect(to, IpAddr::from([127, 0, 0, 1]), None) {
+            Upgrade::Open(ws) => ws,
+            other => panic!("no WebSocket: {other:?}"),
+        }
+    }
+
+    /// The header of a masked client frame with `len` payload octets.
+    pub fn frame_header(opcode: u8, len: usize) -> Vec<u8> {
+        let mut h = vec![0x80 | opcode];
+        if len < 126 {
+            h.push(0x80 | len as u8);
+        } else if len <= 0xffff {
+            h.push(0x80 | 126);
+            h.extend_from_slice(&(len as u16).to_be_bytes());
+        } else {
+            h.push(0x80 | 127);
+            h.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+        // A zero mask key: masking is then the identity.
+        h.extend_from_slice(&[0, 0, 0, 0]);
+        h
+    }
+
+    pub fn send_text(&mut self, text: &str) -> std::io::Result<()> {
+        write_text(&mut self.stream, text)
+    }
+
+    /// Another handle on the same socket, for writing from another thread.
+    pub fn writer(&self) -> TcpStream {
+        self.stream.try_clone().unwrap()
+    }
+
+    /// The next text message, or `None` on close, error or timeout.
+    pub fn recv(&mut self) -> Option<Value> {
+        loop {
+            if let Some((text, used)) = parse_frame(&self.buf) {
+                self.buf.drain(..used);
+                match text {
+                    Some(t) => return serde_json::from_str(&t).ok(),
+                    None => continue,
+                }
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// Reads until a message of `type` arrives (others are skipped).
+    pub fn recv_type(&mut self, ty: &str) -> Option<Value> {
+        let deadline = Instant::now() + DEADLINE;
+        while Instant::now() < deadline {
+            let m = self.recv()?;
+            if m["type"] == ty {
+                return Some(m);
+            }
+        }
+        None
+    }
+
+    /// Joins and returns `joined`, or panics with what came instead.
+    pub fn join(&mut self, conference: &str, participant: &str, proof: bool) -> Value {
+        self.send_text(&join(conference, participant, proof))
+            .unwrap();
+        let m = self.recv().expect("an answer to join");
+        assert_eq!(m["type"], "joined", "{m}");
+        m
+    }
+
+    /// Whether the server closed the connection within `wait` (reads and drops anything
+    /// it still sends).
+    pub fn closed_within(&mut self, wait: Duration) -> bool {
+        let deadline = Instant::now() + wait;
+        self.stream
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let mut chunk = [0u8; 16 * 1024];
+        while Instant::now() < deadline {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => return true,
+            }
+        }
+        false
+    }
+}
+
+/// Writes one masked text frame.
+pub fn write_text(stream: &mut impl Write, text: &str) -> std::io::Result<()> {
+    let mut f = RawWs::frame_header(0x1, text.len());
+    f.extend_from_slice(text.as_bytes());
+    stream.write_all(&f)
+}
+
+/// One complete server frame at the start of `buf`: `(Some(text) | None for non-text,
+/// octets used)`.
+fn parse_frame(buf: &[u8]) -> Option<(Option<String>, usize)> {
+    if buf.len() < 2 {
+        return None;
+    }
+    let opcode = buf[0] & 0x0f;
+    let (len, at) = match buf[1] & 0x7f {
+        126 if buf.len() >= 4 => (u16::from_be_bytes([buf[2], buf[3]]) as usize, 4),
+        127 if buf.len() >= 10 => (
+            u64::from_be_bytes(buf[2..10].try_into().unwrap()) as usize,
+            10,
+        ),
+        126 | 127 => return None,
+        n => (n as usize, 2),
+    };
+    if buf.len() < at + len {
+        return None;
+    }
+    let payload = &buf[at..at + len];
+    let text = (opcode == 0x1).then(|| String::from_utf8_lossy(payload).into_owned());
+    Some((text, at + len))
+}
