@@ -39,6 +39,12 @@ pub const NODE_TTL: Duration = Duration::from_secs(5);
 pub const NODE_REFRESH: Duration = Duration::from_secs(1);
 /// How long placement claims are remembered (longer than a load report takes to arrive).
 pub const CLAIMS_TTL: Duration = Duration::from_secs(10);
+/// How far a load report lags the placements it reflects: a placement becomes an
+/// endpoint after a control-API round trip, the shards publish their table counts every
+/// 500 ms, the registry samples them every second. A claim counts against its node until
+/// a report sampled this much later than the claim arrives, so a placement is counted
+/// at least once (sometimes twice, for up to this long), never not at all.
+pub const REPORT_LAG: Duration = Duration::from_secs(2);
 /// Lifetime of a live call's keys, renewed by every write and by member leases.
 pub const CALL_TTL: Duration = Duration::from_secs(120);
 /// Lifetime of a call's keys after its last member left.

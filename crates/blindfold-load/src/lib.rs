@@ -10,6 +10,7 @@
 //!
 //! - [`profile`], [`topology`]: what is sent, by whom, to whom (pure).
 //! - [`setup`]: sockets, control API, latching, teardown.
+//! - [`cluster`]: a run's layout over several forwarders and its relay links.
 //! - [`engine`]: the sender and receiver loops.
 //! - [`procfs`]: CPU, RSS and socket drops from /proc.
 //! - [`report`]: the run's report and `.hgrm` files.
@@ -20,6 +21,7 @@
 //! only over HTTP and UDP (spawning one in-process uses only `Forwarder::start`).
 
 pub mod ceiling;
+pub mod cluster;
 pub mod engine;
 pub mod plan;
 mod plot;
