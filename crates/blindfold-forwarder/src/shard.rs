@@ -32,8 +32,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::ShardEvent;
 use crate::metrics::{AllShards, DropReason};
-use blindfold_proto::route::{Outcome, Router, RouterConfig, Transmit};
-use blindfold_proto::stun::MAX_RESPONSE;
+use blindfold_proto::route::{Outcome, Router, RouterConfig, StunReply, Transmit};
 use blindfold_proto::table::Update;
 use blindfold_udp::{self as udp, MAX_DATAGRAM, MAX_GSO_SEGMENTS, RecvBatch, SendBatch};
 
@@ -121,7 +120,8 @@ struct Dgram {
     /// Its transmits: `tx[tx_start..tx_end]`.
     tx_start: u32,
     tx_end: u32,
-    /// Its one transmit is a STUN answer, never grouped.
+    /// Its transmits are STUN datagrams (the answer and maybe the forwarder's own
+    /// check), never grouped.
     reply: bool,
 }
 
@@ -168,8 +168,11 @@ struct Shard {
     /// `tx` grouped into sendmmsg entries, at flush time.
     msgs: Vec<Msg>,
     max_fanout: usize,
-    replies: Vec<[u8; MAX_RESPONSE]>,
-    reply_lens: Vec<usize>,
+    /// STUN datagrams the router wrote (its return-path check and the answer), one set
+    /// per answered check in this window.
+    replies: Vec<StunReply>,
+    /// (check, response) lengths of each.
+    reply_lens: Vec<(usize, usize)>,
     /// The local address each reply's request was sent to: the reply comes from it.
     reply_src: Vec<Option<IpAddr>>,
     n_replies: usize,
@@ -187,7 +190,8 @@ impl Shard {
         events: Sender<ShardEvent>,
         metrics: Arc<AllShards>,
     ) -> Self {
-        let max_fanout = spec.max_fanout.max(1);
+        // A STUN check makes two datagrams (the forwarder's own check and the answer).
+        let max_fanout = spec.max_fanout.max(2);
         let batch = spec.batch;
         // Room for a full batch at typical fan-out, and never less than two worst-case
         // packets, so the window check keeps it from ever reallocating.
@@ -209,8 +213,8 @@ impl Shard {
             dgrams: Vec::with_capacity(WINDOW),
             msgs: Vec::with_capacity(tx_cap),
             max_fanout,
-            replies: vec![[0u8; MAX_RESPONSE]; batch],
-            reply_lens: vec![0; batch],
+            replies: vec![StunReply::new(); batch],
+            reply_lens: vec![(0, 0); batch],
             reply_src: vec![None; batch],
             n_replies: 0,
             gso: spec.gso,
@@ -307,7 +311,7 @@ impl Shard {
                 gro_buffers += 1;
             }
             for k in 0..count {
-                if self.tx.len() + self.max_fanout + 1 > self.tx.capacity()
+                if self.tx.len() + self.max_fanout + 2 > self.tx.capacity()
                     || self.dgrams.len() == WINDOW
                     || self.n_replies == self.replies.len()
                 {
@@ -326,18 +330,27 @@ impl Shard {
                 let tx_start = self.tx.len() as u32;
                 let reply = &mut self.replies[self.n_replies];
                 let answered = match self.router.handle(id, pkt, src, now, &mut self.tx, reply) {
-                    Outcome::Reply(rlen) => {
+                    Outcome::Reply { check, response } => {
                         let r = self.n_replies;
-                        self.reply_lens[r] = rlen;
+                        self.reply_lens[r] = (check, response);
                         self.reply_src[r] = local;
+                        // The check first: an agent that has answered it by the time the
+                        // answer to its own check arrives is latched one round trip
+                        // sooner.
+                        if check > 0 {
+                            self.tx.push(Transmit {
+                                buf: reply_buf(r, Part::Check),
+                                dst: src,
+                            });
+                        }
                         self.tx.push(Transmit {
-                            buf: reply_buf(r),
+                            buf: reply_buf(r, Part::Response),
                             dst: src,
                         });
                         self.n_replies += 1;
                         true
                     }
-                    Outcome::Forwarded(_) | Outcome::Dropped(_) => false,
+                    Outcome::Forwarded(_) | Outcome::Proven | Outcome::Dropped(_) => false,
                 };
                 self.dgrams.push(Dgram {
                     slot: slot as u16,
@@ -380,16 +393,19 @@ impl Shard {
                 continue;
             }
             if g.reply {
-                let t = self.tx[s];
-                let r = reply_index(t.buf).unwrap_or(0);
-                self.msgs.push(Msg {
-                    dst: t.dst,
-                    src_ip: self.reply_src[r],
-                    first: t.buf,
-                    last: t.buf,
-                    seg: 0,
-                    bytes: self.reply_lens[r] as u32,
-                });
+                // The forwarder's check (if any) and the answer, each on its own.
+                for t in &self.tx[s..e] {
+                    let (r, part) = reply_index(t.buf).unwrap_or((0, Part::Response));
+                    let (check, response) = self.reply_lens[r];
+                    self.msgs.push(Msg {
+                        dst: t.dst,
+                        src_ip: self.reply_src[r],
+                        first: t.buf,
+                        last: t.buf,
+                        seg: 0,
+                        bytes: if part == Part::Check { check } else { response } as u32,
+                    });
+                }
                 d += 1;
                 continue;
             }
@@ -570,17 +586,18 @@ impl Shard {
     }
 }
 
-/// The bytes of window datagram or reply number `i`.
+/// The bytes of window datagram or reply datagram number `i`.
 #[inline]
 fn part_bytes<'a>(
     rx: &'a RecvBatch,
     dgrams: &[Dgram],
-    replies: &'a [[u8; MAX_RESPONSE]],
-    lens: &[usize],
+    replies: &'a [StunReply],
+    lens: &[(usize, usize)],
     i: u16,
 ) -> &'a [u8] {
     match reply_index(i) {
-        Some(r) => &replies[r][..lens[r]],
+        Some((r, Part::Check)) => &replies[r].check[..lens[r].0],
+        Some((r, Part::Response)) => &replies[r].response[..lens[r].1],
         None => {
             let g = &dgrams[usize::from(i)];
             let (off, len) = (g.off as usize, g.len as usize);
@@ -589,17 +606,30 @@ fn part_bytes<'a>(
     }
 }
 
-/// Reply buffers are numbered after the window's datagrams, from the top of the u16
-/// range.
+/// Reply datagrams are numbered after the window's datagrams, from the top of the u16
+/// range: two per answered check (at most one per receive slot, 1,024 a batch).
 const REPLY_BASE: u16 = 0x8000;
 const _: () = assert!(WINDOW < REPLY_BASE as usize);
 
-fn reply_buf(i: usize) -> u16 {
-    REPLY_BASE + i as u16
+/// Which of a reply's two datagrams.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Part {
+    Check,
+    Response,
 }
 
-fn reply_index(buf: u16) -> Option<usize> {
-    buf.checked_sub(REPLY_BASE).map(usize::from)
+fn reply_buf(i: usize, part: Part) -> u16 {
+    REPLY_BASE + 2 * i as u16 + u16::from(part == Part::Response)
+}
+
+fn reply_index(buf: u16) -> Option<(usize, Part)> {
+    let i = buf.checked_sub(REPLY_BASE)?;
+    let part = if i % 2 == 0 {
+        Part::Check
+    } else {
+        Part::Response
+    };
+    Some((usize::from(i / 2), part))
 }
 
 #[cfg(test)]
@@ -778,5 +808,17 @@ mod tests {
         }
         let c = shard.router.take_counters();
         assert_eq!((c.gso_fallbacks, c.gso_sends, c.tx_packets), (0, 0, 10));
+    }
+
+    #[test]
+    fn reply_buffers_never_collide_with_receive_slots() {
+        for i in [0, 1, 511, 1023] {
+            for part in [Part::Check, Part::Response] {
+                let b = reply_buf(i, part);
+                assert!(b >= REPLY_BASE);
+                assert_eq!(reply_index(b), Some((i, part)));
+            }
+        }
+        assert_eq!(reply_index(1023), None);
     }
 }

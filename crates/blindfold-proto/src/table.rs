@@ -357,6 +357,33 @@ impl RecentChecks {
     }
 }
 
+/// How many addresses other than its selected one an endpoint can be proving at once on
+/// one shard: an agent with two interfaces, or a rebinding while the old pair still runs.
+pub const PROBES: usize = 2;
+
+/// An address an endpoint's agent checked from that is not (yet) where its media goes:
+/// the return-path proof in progress, or done and waiting for a nomination.
+///
+/// No media goes to `addr` before an answer to the forwarder's own check (transaction id
+/// `txid`) comes back from it; until then the forwarder sends it at most three times the
+/// bytes it received from it (QUIC's anti-amplification rule, RFC 9000 §8), which
+/// `credit` keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probe {
+    /// The address being proven.
+    pub addr: SocketAddr,
+    /// The forwarder's check's transaction id: unpredictable, seen only at `addr`.
+    pub txid: [u8; 12],
+    /// The agent nominated this address (USE-CANDIDATE): media moves once proven.
+    pub nominated: bool,
+    /// The answer came back from `addr`.
+    pub proven: bool,
+    /// When the proof started; it is void after the consent timeout.
+    pub since: Instant,
+    /// Bytes the forwarder may still send to `addr`: 3x received, less sent.
+    pub credit: usize,
+}
+
 /// One endpoint as a shard sees it.
 #[derive(Debug, Clone)]
 pub struct Slot {
@@ -372,6 +399,8 @@ pub struct Slot {
     pub bucket: TokenBucket,
     /// Recently verified checks, against replays.
     pub recent: RecentChecks,
+    /// Return-path proofs of addresses other than the selected one.
+    pub probes: [Option<Probe>; PROBES],
 }
 
 impl Slot {
@@ -422,6 +451,7 @@ impl Table {
                     addr: None,
                     bucket: TokenBucket::new(limits),
                     recent: RecentChecks::default(),
+                    probes: [None; PROBES],
                 });
             }
             Update::RemoveEndpoint { ep } => self.remove_endpoint(ep),
@@ -459,6 +489,12 @@ impl Table {
         let old = slot.addr.map(|(a, _)| a);
         slot.addr = addr;
         let new = addr.map(|(a, _)| a);
+        // The selected address needs no proof any more.
+        for p in &mut slot.probes {
+            if p.is_some_and(|p| Some(p.addr) == new) {
+                *p = None;
+            }
+        }
         if old != new {
             if let Some(old) = old
                 && self.by_addr.get(&old) == Some(&ep)
