@@ -15,6 +15,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use super::ceiling;
 use super::engine::Creds;
 use super::topology::Topology;
+use blindfold_proto::route::STUN_PER_IP;
 use blindfold_proto::stun as ice;
 
 /// The typed control-API client the load tool drives a forwarder with.
@@ -248,9 +249,11 @@ fn txid(p: usize, attempt: u32) -> [u8; 12] {
     t
 }
 
-/// Latches every participant by STUN (verified success response), paced under the
-/// forwarder's shard-wide STUN limit, answering the forwarder's return-path check (it
-/// comes just before the success response, so an answered participant has answered it).
+/// Latches every participant by STUN (verified success response), answering the
+/// forwarder's return-path check (it comes just before the success response, so an
+/// answered participant has answered it). All participants share one source IP, so the
+/// pace stays under the forwarder's per-IP budget for checks from new addresses
+/// (`blindfold_proto::route::STUN_PER_IP`, per shard).
 pub fn latch_all(
     sockets: &[UdpSocket],
     media: SocketAddr,
@@ -261,7 +264,7 @@ pub fn latch_all(
         sockets,
         media,
         wait,
-        5_000,
+        STUN_PER_IP.packets_per_sec as usize * 9 / 10,
         &|p, a| ice::binding_request(txid(p, a), &creds[p].ufrag, "load", creds[p].pwd.as_bytes()),
         &|p, a, pkt| ice::parse_binding_success(pkt, &txid(p, a), creds[p].pwd.as_bytes()).is_ok(),
         &|p, pkt| ice::answer_check(pkt, media, &creds[p].ufrag, "load", creds[p].pwd.as_bytes()),
