@@ -22,12 +22,20 @@
 #           on the target's CPU). ceiling, plain and forwarder interleaved: lossless edge
 #           (ROUNDS_VIDEO rounds) and CPU per copy at a fixed rate (half the ceiling's best).
 #   shards  one shard against two (pinned to both cores), F=4 over 4 conferences, audio-like.
+#   capacity  the capacity statement: `blindfold plan --sweep conferences` with 10-person
+#           calls, audio (50 packets/s) and video (30 fps bursts, 1.5 Mbit/s), everyone
+#           receiving everyone, SLO loss < 0.1 % and p99 < 1 ms (and loss only, since a
+#           shared host's p99 is its neighbours'); one shard with and without offloads
+#           (generator with `--gso --gro` against the offloading forwarder), then two
+#           shards; the generator's own CPU share is printed with each.
 #
 # Pinning on a 2-core machine: the target runs under `taskset -c 1`, the load generator
 # under `taskset -c 0`. For the two-shard comparison the shards pin themselves to cores 0
 # and 1 (`--pin true`) and the generator is left unpinned, so it competes with them.
 #
 # Every step reports whether the generator itself was the bottleneck (GENERATOR LIMITED).
+# With QUIET=N each target start first waits (up to 10 min) until the host's CPUs were
+# less than N % busy over 2 s, and prints that figure: on a shared host, set it.
 # Env: ROUNDS (2), ROUNDS_VIDEO (1), STEP (1 s measured per step), PKT (500), BURST (8),
 # BPKT (1200), FIXED (4 s per fixed-rate run), OUT (target/bench).
 set -euo pipefail
@@ -41,7 +49,7 @@ BURST=${BURST:-8}
 BPKT=${BPKT:-1200}
 FIXED=${FIXED:-4}
 OUT=${OUT:-target/bench}
-SECTIONS=${SECTIONS:-"plain video shards"}
+SECTIONS=${SECTIONS:-"plain video shards capacity"}
 TOKEN=bench-$$
 BIN=target/release/blindfold
 CEIL=target/release/ceiling
@@ -67,8 +75,30 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
+# CPU busy % of the whole host over 2 s (other tenants included), from /proc/stat.
+busy_pct() {
+    local a b
+    read -r -a a </proc/stat
+    sleep 2
+    read -r -a b </proc/stat
+    awk -v a="${a[*]}" -v b="${b[*]}" 'BEGIN {
+        n = split(a, x, " "); split(b, y, " "); t = 0; idle = 0;
+        for (i = 2; i <= 9 && i <= n; i++) { d = y[i] - x[i]; t += d; if (i == 5 || i == 6) idle += d }
+        printf "%d", (t > 0 ? 100 * (t - idle) / t : 0) }'
+}
+wait_quiet() {
+    [ -z "${QUIET:-}" ] && return 0
+    local b
+    for _ in $(seq 300); do
+        b=$(busy_pct)
+        [ "$b" -le "$QUIET" ] && break
+    done
+    echo "    (host ${b} % busy before this run)"
+}
+
 port=20000
 start_target() { # kind shards pin -> sets TPID, MEDIA, CONTROL
+    wait_quiet
     port=$((port + 2))
     MEDIA=127.0.0.1:$port
     CONTROL=127.0.0.1:$((port + 1))
@@ -209,6 +239,30 @@ if [[ " $SECTIONS " == *" shards "* ]]; then
         BEST[shards-$shards]=$(echo "$line" | field max_out_pps)
         echo "  $shards shard(s): ${BEST[shards-$shards]} copies/s lossless ($line)"
     done
+fi
+
+if [[ " $SECTIONS " == *" capacity "* ]]; then
+    echo "== capacity: 10-person calls, audio + video, everyone receiving everyone"
+    # capacity label kind shards pin slo-p99 [generator flags...]
+    capacity() {
+        local label=$1 kind=$2 shards=$3 pin=$4 slo=$5
+        shift 5
+        start_target "$kind" "$shards" "$pin"
+        local gen=("${GEN[@]}")
+        [ "$pin" = true ] && gen=()
+        local line
+        # shellcheck disable=SC2046
+        line=$("${gen[@]}" "$BIN" plan $(target_args "$kind") --conferences 2 --size 10 \
+            --profile audio,video --sweep conferences --factor 1.4 --max-steps 10 --refine 2 \
+            --duration 3 --warmup 1 --slo-p99-us "$slo" --quiet "$@" \
+            --out "$OUT/capacity-$label" 2>>"$OUT/plan.log" | grep '^CAPACITY' || true)
+        stop_target
+        printf "  %-28s %s\n" "$label" "$line"
+    }
+    capacity "offload-1shard-p99" forwarder 1 false 1000 --gso --gro
+    capacity "offload-1shard-loss" forwarder 1 false 0 --gso --gro
+    capacity "plain-1shard-loss" plain 1 false 0
+    capacity "offload-2shards-loss" forwarder 2 true 0 --gso --gro
 fi
 
 echo
