@@ -36,6 +36,9 @@
 # Every step reports whether the generator itself was the bottleneck (GENERATOR LIMITED).
 # With QUIET=N each target start first waits (up to 10 min) until the host's CPUs were
 # less than N % busy over 2 s, and prints that figure: on a shared host, set it.
+# With RT=PRIO the target and the generator run at SCHED_FIFO priority PRIO (root only),
+# so a neighbour's build cannot preempt them mid-measurement; the kernel's RT throttling
+# (sched_rt_runtime_us, 95 % by default) still leaves the neighbours their share.
 # Env: ROUNDS (2), ROUNDS_VIDEO (1), STEP (1 s measured per step), PKT (500), BURST (8),
 # BPKT (1200), FIXED (4 s per fixed-rate run), OUT (target/bench).
 set -euo pipefail
@@ -59,13 +62,18 @@ mkdir -p "$OUT"
 ulimit -n 20000 2>/dev/null || true
 
 NCPU=$(nproc)
+PRI=()
+if [ -n "${RT:-}" ]; then
+    PRI=(chrt -f "$RT")
+    echo "priority: target and generator at SCHED_FIFO $RT"
+fi
 if [ "$NCPU" -ge 2 ]; then
-    GEN=(taskset -c 0)
-    TGT=(taskset -c 1)
+    GEN=(taskset -c 0 "${PRI[@]}")
+    TGT=(taskset -c 1 "${PRI[@]}")
     echo "pinning: target on core 1, generator on core 0 (taskset); $NCPU cores"
 else
-    GEN=()
-    TGT=()
+    GEN=("${PRI[@]}")
+    TGT=("${PRI[@]}")
     echo "pinning: none (1 core)"
 fi
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -109,7 +117,7 @@ start_target() { # kind shards pin -> sets TPID, MEDIA, CONTROL
     if [ "$1" = ceiling ]; then
         "${TGT[@]}" "$CEIL" --media "$MEDIA" >"$log" 2>&1 &
     elif [ "$3" = true ]; then
-        "${serve[@]}" --pin true >"$log" 2>&1 &
+        "${PRI[@]}" "${serve[@]}" --pin true >"$log" 2>&1 &
     else
         "${TGT[@]}" "${serve[@]}" --pin false >"$log" 2>&1 &
     fi
@@ -232,7 +240,7 @@ if [[ " $SECTIONS " == *" shards "* ]]; then
     for shards in 1 2; do
         start_target forwarder "$shards" true
         # shellcheck disable=SC2046
-        line=$("$BIN" plan $(target_args forwarder) --conferences 4 --size 5 --profile "cbr:600:$PKT" \
+        line=$("${PRI[@]}" "$BIN" plan $(target_args forwarder) --conferences 4 --size 5 --profile "cbr:600:$PKT" \
             --sweep rate --factor 1.6 --max-steps 8 --refine 2 --duration "$STEP" --warmup 0.5 \
             --drain-ms 200 --slo-p99-us 0 --quiet --out "$OUT/shards-$shards" 2>>"$OUT/plan.log" | grep '^CAPACITY' || true)
         stop_target
@@ -249,7 +257,7 @@ if [[ " $SECTIONS " == *" capacity "* ]]; then
         shift 5
         start_target "$kind" "$shards" "$pin"
         local gen=("${GEN[@]}")
-        [ "$pin" = true ] && gen=()
+        [ "$pin" = true ] && gen=("${PRI[@]}")
         local line
         # shellcheck disable=SC2046
         line=$("${gen[@]}" "$BIN" plan $(target_args "$kind") --conferences 2 --size 10 \
