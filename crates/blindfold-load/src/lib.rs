@@ -100,6 +100,9 @@ pub struct TargetArgs {
     /// what one real participant sends).
     #[arg(long)]
     pub unlimited_ingress: bool,
+    /// UDP GSO and GRO in a spawned forwarder (its --gso and --gro).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub offload: bool,
 }
 
 /// The calls to simulate.
@@ -165,6 +168,15 @@ pub struct RunArgs {
     /// difference; the generator pays the encryption.
     #[arg(long)]
     pub encrypt: bool,
+    /// Send each burst of equal-size packets (a video frame) as one segmented send (UDP
+    /// GSO), as a sender with GSO does; a kernel without it gets plain sends.
+    #[arg(long)]
+    pub gso: bool,
+    /// Let the receivers take coalesced bursts (UDP GRO), as a receiver behind a NIC
+    /// with receive offload does; without it, the kernel splits every segmented copy on
+    /// loopback and charges that to the sender, i.e. the target.
+    #[arg(long)]
+    pub gro: bool,
     /// Do not show a progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -242,6 +254,8 @@ impl Target {
                 cfg.ingress_pps = 0;
                 cfg.ingress_bps = 0;
             }
+            cfg.gso = args.offload;
+            cfg.gro = args.offload;
             let fwd = Forwarder::start(cfg).map_err(|e| LoadError::Start(e.to_string()))?;
             let api = Api::new(&format!("http://{}", fwd.control_addr()), Some(&token))
                 .map_err(|e| LoadError::Start(e.to_string()))?;
@@ -396,6 +410,26 @@ fn measure(
     let rx_threads = args.rx_threads.clamp(1, topo.participants());
     let media = target.media;
     let batch = 32;
+    // The first socket tells whether the kernel has GRO; once one socket has it on,
+    // every socket must (a plain receive batch would truncate a coalesced burst).
+    let gro = args.gro
+        && match sockets.first().map(blindfold_udp::enable_gro) {
+            Some(Ok(())) => true,
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "UDP GRO unavailable on the generator's sockets; receiving one datagram at a time");
+                false
+            }
+            None => false,
+        };
+    if gro {
+        for s in &sockets[1..] {
+            blindfold_udp::enable_gro(s)?;
+        }
+    }
+    let gso = args.gso && blindfold_udp::gso_supported(media);
+    if args.gso && !gso {
+        tracing::warn!("UDP GSO unavailable: the generator sends bursts one datagram at a time");
+    }
     let progress = (!args.quiet && args.warmup + args.duration >= 3.0).then(|| {
         let bar = indicatif::ProgressBar::new((args.warmup + args.duration).ceil() as u64);
         bar.set_style(
@@ -417,7 +451,7 @@ fn measure(
                 std::thread::Builder::new()
                     .name(format!("load-rx-{r}"))
                     .spawn_scoped(scope, move || {
-                        engine::run_receiver(topo, &members, shared, batch)
+                        engine::run_receiver(topo, &members, shared, batch, gro)
                     })?,
             );
         }
@@ -431,8 +465,11 @@ fn measure(
                     media,
                     creds,
                     shared_ref,
-                    args.seed,
-                    args.encrypt,
+                    engine::SendOptions {
+                        seed: args.seed,
+                        encrypt: args.encrypt,
+                        gso,
+                    },
                 )
             })?;
         let churn = (args.churn > 0)
@@ -490,6 +527,8 @@ fn measure(
             b.finish_and_clear();
         }
         let mut report = build_report(target, topo, &sent, recv, &s0, &s1);
+        report.offload.gso = gso;
+        report.offload.gro = gro;
         if let Some(h) = churn {
             let (ok, failed) = h
                 .join()
@@ -566,7 +605,9 @@ fn build_report(
     let mut hist = None::<hdrhistogram::Histogram<u64>>;
     let (mut unique, mut bytes, mut dups, mut reord, mut stale, mut misr, mut unsub) =
         (0, 0, 0, 0, 0, 0, 0);
+    let mut gro_buffers = 0;
     for r in recv {
+        gro_buffers += r.gro_buffers;
         unique += r.unique;
         bytes += r.bytes;
         dups += r.duplicates;
@@ -674,6 +715,13 @@ fn build_report(
         send_lag_us,
         skipped_events: sent.skipped_events,
         generator_limited: limited,
+        offload: report::Offload {
+            gso: false,
+            gso_sends: sent.gso_sends,
+            gso_fallbacks: sent.gso_fallbacks,
+            gro: false,
+            gro_buffers,
+        },
         churn: None,
         histogram: hist,
     }

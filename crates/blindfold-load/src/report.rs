@@ -79,6 +79,21 @@ pub struct Drops {
     pub forwarder_other: Option<f64>,
 }
 
+/// The generator's use of UDP offloads in the run.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Offload {
+    /// Bursts were sent as segmented sends (`--gso`, and the kernel has it).
+    pub gso: bool,
+    /// Segmented sends made.
+    pub gso_sends: u64,
+    /// Segmented sends the kernel refused (GSO was then turned off).
+    pub gso_fallbacks: u64,
+    /// The receivers took coalesced bursts (`--gro`, and the kernel has it).
+    pub gro: bool,
+    /// Receive buffers that held coalesced copies.
+    pub gro_buffers: u64,
+}
+
 /// Subscription changes made during the measured window.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct Churn {
@@ -151,6 +166,8 @@ pub struct LoadReport {
     pub skipped_events: u64,
     /// Reasons to think the generator, not the target, limited this run (empty: none).
     pub generator_limited: Vec<String>,
+    /// The generator's use of GSO and GRO.
+    pub offload: Offload,
     /// Subscription churn, when asked for.
     pub churn: Option<Churn>,
     /// The latency histogram, for percentile files and plots.
@@ -217,6 +234,24 @@ impl fmt::Display for LoadReport {
             self.send_lag_us[0],
             self.send_lag_us[1],
             self.send_lag_us[2]
+        )?;
+        let o = &self.offload;
+        writeln!(
+            f,
+            "generator offload: GSO {}, GRO receivers {}",
+            if o.gso {
+                format!(
+                    "on ({} segmented sends, {} refused)",
+                    o.gso_sends, o.gso_fallbacks
+                )
+            } else {
+                "off".into()
+            },
+            if o.gro {
+                format!("on ({} coalesced buffers)", o.gro_buffers)
+            } else {
+                "off".into()
+            }
         )?;
         if let Some(c) = &self.churn {
             writeln!(

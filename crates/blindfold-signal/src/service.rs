@@ -41,12 +41,14 @@ use tokio::sync::{OnceCell, watch};
 use crate::connection::Outbox;
 use crate::forwarders::{Forwarder, by_load};
 use crate::limits::{Admission, Guard, Quota, Refused};
+use crate::metrics::Metrics;
 use crate::proto::{ErrorCode, MemberInfo, ServerMessage, Track, TrackKind, TrackRef};
 
 /// The whole service: forwarders, admission counters and conferences.
 pub struct Service {
     forwarders: Vec<Arc<Forwarder>>,
     admission: Arc<Admission>,
+    metrics: Arc<Metrics>,
     conferences: Mutex<HashMap<String, Arc<Conference>>>,
 }
 
@@ -175,8 +177,14 @@ impl Service {
         Self {
             forwarders: forwarders.into_iter().map(Arc::new).collect(),
             admission,
+            metrics: Arc::new(Metrics::default()),
             conferences: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The service's counters.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The admission counters.
