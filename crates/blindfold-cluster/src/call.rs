@@ -702,6 +702,20 @@ impl Cluster {
         })
     }
 
+    /// Deletes every key of `call` at once (a call ended by its owner, or a load run's
+    /// placement after the run).
+    pub async fn forget_call(&self, call: &str) -> Result<(), Error> {
+        check_id(call, "call id")?;
+        let keys = CallKeys::new(call);
+        let mut cmd = redis::cmd("DEL");
+        for k in keys.all() {
+            cmd.arg(k);
+        }
+        cmd.arg(&keys.lock).arg(&keys.dirty);
+        let _: u64 = cmd.query_async(&mut self.conn()).await?;
+        Ok(())
+    }
+
     /// A consistent view of `call` (empty when it does not exist).
     pub async fn call_state(&self, call: &str) -> Result<CallState, Error> {
         check_id(call, "call id")?;

@@ -85,6 +85,16 @@ impl FwdCounters {
         c
     }
 
+    /// `self + other`, field by field (a cluster's forwarders summed).
+    pub fn plus(&self, o: &Self) -> Self {
+        Self {
+            rx: self.rx + o.rx,
+            tx: self.tx + o.tx,
+            send_failed: self.send_failed + o.send_failed,
+            other_drops: self.other_drops + o.other_drops,
+        }
+    }
+
     /// `self - earlier`.
     pub fn since(&self, e: &Self) -> Self {
         Self {
@@ -189,7 +199,7 @@ pub fn delete_calls(api: &Api, topo: &Topology, prefix: &str) -> Result<(), Setu
 /// participant `p`) or `wait` passes.
 fn handshake(
     sockets: &[UdpSocket],
-    media: SocketAddr,
+    dest: &dyn Fn(usize) -> SocketAddr,
     wait: Duration,
     per_sec: usize,
     request: &dyn Fn(usize, u32) -> Vec<u8>,
@@ -210,7 +220,7 @@ fn handshake(
         attempt += 1;
         for chunk in pending.chunks(per_sec.max(1) / 10 + 1) {
             for &p in chunk {
-                let _ = sockets[p].send_to(&request(p, attempt), media);
+                let _ = sockets[p].send_to(&request(p, attempt), dest(p));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -238,17 +248,17 @@ fn txid(p: usize, attempt: u32) -> [u8; 12] {
     t
 }
 
-/// Latches every participant by STUN (verified success response), paced under the
+/// Latches every participant `p` at `dests[p]` by STUN (verified success response), paced under the
 /// forwarder's shard-wide STUN limit.
 pub fn latch_all(
     sockets: &[UdpSocket],
-    media: SocketAddr,
+    dests: &[SocketAddr],
     creds: &[Creds],
     wait: Duration,
 ) -> Result<(), SetupError> {
     handshake(
         sockets,
-        media,
+        &|p| dests[p],
         wait,
         5_000,
         &|p, a| ice::binding_request(txid(p, a), &creds[p].ufrag, "load", creds[p].pwd.as_bytes()),
@@ -295,7 +305,7 @@ pub fn join_ceiling(
 ) -> Result<(), SetupError> {
     handshake(
         sockets,
-        media,
+        &|_| media,
         wait,
         50_000,
         &|p, _| ceiling::join_datagram(p as u32, group as u32).to_vec(),
