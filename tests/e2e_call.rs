@@ -147,6 +147,8 @@ fn encrypted_call_through_real_serve_and_signal() {
         if i == 1 {
             c.record = 100_000;
         }
+        // The leavers play the attacker that keeps its keys (the probes' strongest case).
+        c.keep_keys_after_leave = i == 0 || i == 2;
         c
     };
     let (keygen, recorder, leaver, joiner) = (0, 1, 2, 3);

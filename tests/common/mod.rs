@@ -433,6 +433,59 @@ impl Drop for ServeProcess {
     }
 }
 
+/// `blindfold signal` running as a real child process on loopback port 0, driving `fwd`;
+/// killed on drop.
+pub struct SignalProcess {
+    pub child: std::process::Child,
+    pub ws_url: String,
+}
+
+impl SignalProcess {
+    pub fn start(fwd_control: SocketAddr) -> Self {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_blindfold"))
+            .args(["signal", "--listen", "127.0.0.1:0"])
+            .args(["--forwarder", &format!("http://{fwd_control}")])
+            .args(["--control-token", TOKEN])
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("signal starts");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + DEADLINE;
+        while Instant::now() < deadline {
+            if let Ok(line) = rx.recv_timeout(Duration::from_millis(100))
+                && let Some(url) = line.strip_prefix("signal ")
+            {
+                return Self {
+                    child,
+                    ws_url: url.trim().to_string(),
+                };
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("signal did not report its address");
+    }
+}
+
+impl Drop for SignalProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn rand_suffix() -> u64 {
     use std::hash::{BuildHasher, RandomState};
     RandomState::new().hash_one(Instant::now())

@@ -1,10 +1,13 @@
 //! The signalling service's state and WebSocket handling: conferences, their members, and
 //! the forwarder calls that membership changes cause.
 //!
-//! Owns: the in-memory membership of every conference this service placed, the relay of
-//! sealed key messages, and the order of forwarder calls versus notifications. It must not
-//! open, parse or store key messages beyond relaying the hex, write anything to disk, or
-//! log ids or addresses above debug level.
+//! Owns: the in-memory membership of every conference this service placed, join admission
+//! (a fresh challenge per connection answered with a MAC under the conference's join key),
+//! the relay and ordering of MLS messages (the delivery service role: first Commit per
+//! epoch wins and goes to everyone), and the order of forwarder calls versus notifications.
+//! It must not open or store MLS messages beyond relaying the hex and reading the clear
+//! header ([`super::mls_header`]), write anything to disk, or log ids or addresses above
+//! debug level.
 //!
 //! Concurrency: one async mutex per conference serialises its changes, including the
 //! forwarder calls they make, so every member sees joins, leaves and tracks in the same
@@ -19,9 +22,10 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::forwarders::{ControlError, ForwarderClient, blocking};
+use super::mls_header::{self, Content};
 use super::proto::{
-    ClientMessage, ErrorCode, MAX_FRAME, MemberInfo, ServerMessage, Track, TrackRef, encode,
-    parse_client,
+    self, CHALLENGE_LEN, ClientMessage, ErrorCode, JOIN_KEY_LEN, MAX_FRAME, MemberInfo,
+    ServerMessage, Track, TrackRef, WelcomeOut, encode, parse_client,
 };
 
 type Tx = mpsc::UnboundedSender<ServerMessage>;
@@ -30,6 +34,8 @@ type Tx = mpsc::UnboundedSender<ServerMessage>;
 pub struct Service {
     forwarders: Vec<Arc<ForwarderClient>>,
     conferences: Mutex<HashMap<String, Arc<Conference>>>,
+    #[cfg(feature = "hostile-testing")]
+    hostile: Option<Arc<dyn super::hostile::Policy>>,
 }
 
 struct Conference {
@@ -46,6 +52,16 @@ struct ConfState {
     closed: bool,
     next_order: u64,
     members: BTreeMap<String, Member>,
+    /// The key join proofs are checked with, from the first member (the conference id
+    /// commits to it).
+    join_key: Option<[u8; JOIN_KEY_LEN]>,
+    /// Every participant id that was ever in the conference: none is admitted twice.
+    seen: std::collections::HashSet<String>,
+    /// The epoch of the last Commit relayed: the next must be for the one after it.
+    last_commit_epoch: Option<u64>,
+    /// Everything relayed, for the hostile mode's replays.
+    #[cfg(feature = "hostile-testing")]
+    log: Vec<ServerMessage>,
 }
 
 struct Member {
@@ -58,7 +74,7 @@ struct Member {
 }
 
 /// The service's whole view of the calls it carries: only what participants sent it,
-/// i.e. ephemeral ids, key-transport public keys, tracks and join order.
+/// i.e. ephemeral ids, tracks and join order (MLS messages are relayed, not kept).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct StateView {
     /// Conferences, by ephemeral id.
@@ -100,7 +116,20 @@ impl Service {
         Self {
             forwarders: forwarders.into_iter().map(Arc::new).collect(),
             conferences: Mutex::new(HashMap::new()),
+            #[cfg(feature = "hostile-testing")]
+            hostile: None,
         }
+    }
+
+    /// A service that misbehaves as `policy` says (tests only).
+    #[cfg(feature = "hostile-testing")]
+    pub fn new_hostile(
+        forwarders: Vec<ForwarderClient>,
+        policy: Arc<dyn super::hostile::Policy>,
+    ) -> Self {
+        let mut s = Self::new(forwarders);
+        s.hostile = Some(policy);
+        s
     }
 
     fn conferences(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Conference>>> {
@@ -157,20 +186,66 @@ impl Service {
         StateView { conferences }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn join(
         &self,
         conf_id: String,
         pid: String,
-        key: String,
-        key_proof: Option<String>,
+        proof: &str,
+        key_package: String,
+        join_key: Option<String>,
+        challenge: &[u8; CHALLENGE_LEN],
         tx: &Tx,
     ) -> Result<Arc<Conference>, Refusal> {
+        let proof =
+            hex::decode(proof).map_err(|_| Refusal(ErrorCode::BadRequest, "proof".into()))?;
+        let offered_key = match join_key.as_deref().map(hex::decode) {
+            Some(Ok(k)) => Some(
+                <[u8; JOIN_KEY_LEN]>::try_from(k.as_slice())
+                    .map_err(|_| Refusal(ErrorCode::BadRequest, "join_key".into()))?,
+            ),
+            Some(Err(_)) => return Err(Refusal(ErrorCode::BadRequest, "join_key".into())),
+            None => None,
+        };
         loop {
             let conf = self.conference(&conf_id);
             let mut st = conf.state.lock().await;
             if st.closed {
                 // Deleted between lookup and lock: the map has (or will get) a fresh one.
                 continue;
+            }
+            let key = match (st.join_key, offered_key) {
+                (Some(k), _) => k,
+                // The conference id commits to its join key: only a holder of the call
+                // secret can register it.
+                (None, Some(k)) if proto::conference_id_for(&k) == conf.id => k,
+                (None, Some(_)) => {
+                    self.forget_if_empty(&conf, &mut st).await;
+                    return Err(Refusal(
+                        ErrorCode::BadProof,
+                        "join key does not match".into(),
+                    ));
+                }
+                (None, None) => {
+                    self.forget_if_empty(&conf, &mut st).await;
+                    return Err(Refusal(
+                        ErrorCode::ConferenceUnknown,
+                        "join again with the join key".into(),
+                    ));
+                }
+            };
+            if !proto::verify_join_proof(&key, challenge, &conf_id, &pid, &proof) {
+                self.forget_if_empty(&conf, &mut st).await;
+                return Err(Refusal(
+                    ErrorCode::BadProof,
+                    "join proof does not verify".into(),
+                ));
+            }
+            if st.members.contains_key(&pid) || st.seen.contains(&pid) {
+                return Err(Refusal(
+                    ErrorCode::ParticipantTaken,
+                    "participant id in use".into(),
+                ));
             }
             if !st.created {
                 let id = conf.id.clone();
@@ -179,12 +254,6 @@ impl Service {
                     return Err(e.into());
                 }
                 st.created = true;
-            }
-            if st.members.contains_key(&pid) {
-                return Err(Refusal(
-                    ErrorCode::ParticipantTaken,
-                    "participant id in use".into(),
-                ));
             }
             let (c, p) = (conf.id.clone(), pid.clone());
             let ep = match blocking(&conf.fwd, move |f| f.create_endpoint(&c, &p)).await {
@@ -200,28 +269,32 @@ impl Service {
                     });
                 }
             };
+            st.join_key = Some(key);
+            st.seen.insert(pid.clone());
             let info = MemberInfo {
                 participant: pid.clone(),
                 order: st.next_order,
-                key,
-                key_proof,
                 tracks: Vec::new(),
             };
             st.next_order += 1;
             let others: Vec<MemberInfo> = st.members.values().map(|m| m.info.clone()).collect();
-            // The joiner hears of the others before they hear of it, so a key message a
-            // member seals to it in reaction always arrives after its `joined`.
+            // The joiner hears of the others before they hear of it, so the Welcome a
+            // member's Commit brings always arrives after its `joined`.
             let _ = tx.send(ServerMessage::Joined {
                 you: info.clone(),
                 members: others,
                 ice: ep.ice,
                 candidates: ep.candidates,
             });
+            let announce = ServerMessage::MemberJoined {
+                member: info.clone(),
+                key_package,
+            };
             for m in st.members.values() {
-                let _ = m.tx.send(ServerMessage::MemberJoined {
-                    member: info.clone(),
-                });
+                let _ = m.tx.send(announce.clone());
             }
+            #[cfg(feature = "hostile-testing")]
+            st.log.push(announce);
             st.members.insert(
                 pid.clone(),
                 Member {
@@ -238,6 +311,13 @@ impl Service {
         }
     }
 
+    /// A conference that a refused join created in the map, with nobody in it, is dropped.
+    async fn forget_if_empty(&self, conf: &Arc<Conference>, st: &mut ConfState) {
+        if st.members.is_empty() {
+            self.close(conf, st).await;
+        }
+    }
+
     /// Removes `pid`: its endpoint goes from the forwarder first, so it stops receiving at
     /// once, and only then are the others told (and the key generator rekeys).
     async fn leave(&self, conf: &Arc<Conference>, pid: &str) {
@@ -249,10 +329,11 @@ impl Service {
         if let Err(e) = blocking(&conf.fwd, move |f| f.delete_endpoint(&c, &p)).await {
             tracing::warn!(error = %e, "deleting a leaver's endpoint failed");
         }
-        for m in st.members.values() {
-            let _ = m.tx.send(ServerMessage::MemberLeft {
+        for (id, m) in &st.members {
+            let msg = ServerMessage::MemberLeft {
                 participant: pid.to_string(),
-            });
+            };
+            self.deliver(&m.tx, id, pid, None, msg);
         }
         tracing::info!(members = st.members.len(), "participant left");
         if st.members.is_empty() {
@@ -315,25 +396,123 @@ impl Service {
         self.sync_subscriptions(conf, &mut st).await;
     }
 
-    async fn relay_key(
+    /// The delivery service: reads the clear MLS header, keeps the first Commit for each
+    /// epoch (the next after the last one relayed) and broadcasts it to every member, the
+    /// committer included, then hands its Welcome to the members it adds; proposals go to
+    /// the others. Application messages are not relayed (media goes through the forwarder).
+    async fn relay_handshake(
         &self,
         conf: &Arc<Conference>,
         from: &str,
-        to: &str,
         message: String,
+        welcome: Option<WelcomeOut>,
     ) -> Result<(), Refusal> {
-        let st = conf.state.lock().await;
-        let Some(m) = st.members.get(to) else {
-            return Err(Refusal(
-                ErrorCode::UnknownRecipient,
-                "recipient is not a member".into(),
-            ));
-        };
-        let _ = m.tx.send(ServerMessage::Key {
+        let bytes =
+            hex::decode(&message).map_err(|_| Refusal(ErrorCode::BadRequest, "message".into()))?;
+        let header =
+            mls_header::parse(&bytes).map_err(|e| Refusal(ErrorCode::BadRequest, e.to_string()))?;
+        if hex::encode(&header.group_id) != conf.id {
+            return Err(Refusal(ErrorCode::BadRequest, "another group".into()));
+        }
+        let mut st = conf.state.lock().await;
+        let msg = ServerMessage::Handshake {
             from: from.to_string(),
             message,
-        });
+        };
+        match header.content {
+            Content::Application => {
+                return Err(Refusal(ErrorCode::BadRequest, "not a handshake".into()));
+            }
+            Content::Proposal => {
+                if welcome.is_some() {
+                    return Err(Refusal(
+                        ErrorCode::BadRequest,
+                        "welcome without commit".into(),
+                    ));
+                }
+                for (id, m) in &st.members {
+                    if id != from {
+                        self.deliver(&m.tx, id, from, Some(header.epoch), msg.clone());
+                    }
+                }
+            }
+            Content::Commit => {
+                let next = st.last_commit_epoch.map(|e| e.saturating_add(1));
+                if next.is_some_and(|n| header.epoch != n) && self.orders_commits() {
+                    return Err(Refusal(
+                        ErrorCode::StaleCommit,
+                        "epoch already committed".into(),
+                    ));
+                }
+                st.last_commit_epoch = Some(header.epoch);
+                for (id, m) in &st.members {
+                    self.deliver(&m.tx, id, from, Some(header.epoch), msg.clone());
+                }
+                if let Some(w) = welcome {
+                    let welcome = ServerMessage::Welcome { message: w.message };
+                    for to in &w.to {
+                        if let Some(m) = st.members.get(to) {
+                            self.deliver(&m.tx, to, from, Some(header.epoch), welcome.clone());
+                        }
+                    }
+                    #[cfg(feature = "hostile-testing")]
+                    st.log.push(welcome);
+                }
+            }
+        }
+        #[cfg(feature = "hostile-testing")]
+        st.log.push(msg);
+        #[cfg(not(feature = "hostile-testing"))]
+        let _ = &mut st;
         Ok(())
+    }
+
+    #[cfg(feature = "hostile-testing")]
+    fn orders_commits(&self) -> bool {
+        self.hostile.as_ref().is_none_or(|h| h.order_commits())
+    }
+
+    #[cfg(not(feature = "hostile-testing"))]
+    fn orders_commits(&self) -> bool {
+        true
+    }
+
+    /// Sends `msg` to member `to`; in the hostile mode the policy may drop or delay it.
+    fn deliver(&self, tx: &Tx, to: &str, from: &str, epoch: Option<u64>, msg: ServerMessage) {
+        #[cfg(feature = "hostile-testing")]
+        if let Some(h) = &self.hostile {
+            use super::hostile::Action;
+            match h.decide(&msg, from, to, epoch) {
+                Action::Deliver => {}
+                Action::Drop => return,
+                Action::Delay(d) => {
+                    let tx = tx.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(d).await;
+                        let _ = tx.send(msg);
+                    });
+                    return;
+                }
+            }
+        }
+        let _ = (to, from, epoch);
+        let _ = tx.send(msg);
+    }
+
+    /// Sends every MLS message and join announcement relayed so far in `conf` again, to
+    /// every member (the hostile mode's replay).
+    #[cfg(feature = "hostile-testing")]
+    pub async fn replay(&self, conf: &str) -> usize {
+        let Some(c) = self.conferences().get(conf).cloned() else {
+            return 0;
+        };
+        let st = c.state.lock().await;
+        for m in st.members.values() {
+            for msg in &st.log {
+                let _ = m.tx.send(msg.clone());
+            }
+        }
+        st.log.len() * st.members.len()
     }
 
     /// Brings every member's forwarder subscriptions in line with the tracks present and
@@ -375,6 +554,11 @@ impl Service {
             }
             let _ = sink.close().await;
         });
+        let mut challenge = [0u8; CHALLENGE_LEN];
+        rand::fill(&mut challenge);
+        let _ = tx.send(ServerMessage::Challenge {
+            nonce: hex::encode(challenge),
+        });
         let mut joined: Option<(Arc<Conference>, String)> = None;
         while let Some(Ok(frame)) = stream.next().await {
             let text = match frame {
@@ -409,11 +593,20 @@ impl Service {
                     ClientMessage::Join {
                         conference,
                         participant,
-                        key,
-                        key_proof,
+                        proof,
+                        key_package,
+                        join_key,
                     },
                 ) => match self
-                    .join(conference, participant.clone(), key, key_proof, &tx)
+                    .join(
+                        conference,
+                        participant.clone(),
+                        &proof,
+                        key_package,
+                        join_key,
+                        &challenge,
+                        &tx,
+                    )
                     .await
                 {
                     Ok(conf) => {
@@ -433,8 +626,8 @@ impl Service {
                     self.subscribe(conf, pid, to).await;
                     Ok(())
                 }
-                (Some((conf, pid)), ClientMessage::Key { to, message }) => {
-                    self.relay_key(conf, pid, &to, message).await
+                (Some((conf, pid)), ClientMessage::Handshake { message, welcome }) => {
+                    self.relay_handshake(conf, pid, message, welcome).await
                 }
                 (Some((conf, pid)), ClientMessage::Leave) => {
                     self.leave(conf, pid).await;
