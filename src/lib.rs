@@ -14,11 +14,14 @@
 //! - [`signal`] (`blindfold-signal`): the reference signalling service.
 //! - [`client`] (`blindfold-client`): a headless E2EE participant.
 //! - [`load`] (`blindfold-load`): load generator, capacity planner, kernel ceiling.
+//! - [`cluster`] (`blindfold-cluster`): the state a cluster shares in Redis (forwarder
+//!   registry, call placement, call state and message bus) and relay-link planning.
 //! - [`demo`]: the whole call on one machine, with its security checks.
 //! - [`group_cost`]: what an MLS join and leave cost at a given group size.
 #![forbid(unsafe_code)]
 
 pub use blindfold_client as client;
+pub use blindfold_cluster as cluster;
 pub use blindfold_control as control;
 pub use blindfold_e2ee as e2ee;
 pub use blindfold_forwarder as forwarder;

@@ -16,6 +16,7 @@ fn an_honest_leaver_keeps_no_key() {
         forwarders: vec![format!("http://{}", fwd.control_addr())],
         control_token: common::TOKEN.into(),
         debug_state: false,
+        limits: Default::default(),
     })
     .unwrap();
     let secret: [u8; 32] = rand::random();

@@ -2,6 +2,7 @@
 //! the wrong password gets no answer and latches nothing.
 
 mod common;
+use blindfold::control::TrackKind;
 use common::*;
 use std::time::Duration;
 
@@ -12,11 +13,7 @@ fn stun_with_right_pwd_latches_and_wrong_pwd_does_not() {
         api.conference("s1");
         let pub_creds = api.endpoint("s1", "pub");
         let sub_creds = api.endpoint("s1", "sub");
-        api.tracks(
-            "s1",
-            "pub",
-            serde_json::json!([{"id": "mic", "kind": "audio", "ssrcs": [7]}]),
-        );
+        api.tracks("s1", "pub", vec![track("mic", TrackKind::Audio, &[7])]);
         api.subscribe("s1", "sub", &[("pub", "mic")]);
 
         let publisher = Peer::new(fwd.media_addr());
@@ -37,26 +34,12 @@ fn stun_with_right_pwd_latches_and_wrong_pwd_does_not() {
                 "reason=\"stun_bad_integrity\""
             ) >= 1
         );
-        let (_, v) = api.call("GET", "/v1/conferences/s1", None);
-        assert!(
-            v["endpoints"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .all(|e| e["latched"] == false)
-        );
+        assert!(api.get("s1").endpoints.iter().all(|e| !e.latched));
 
         publisher.latch(&pub_creds);
         let subscriber = Peer::new(fwd.media_addr());
         subscriber.latch(&sub_creds);
-        assert!(wait_for(|| {
-            let (_, v) = api.call("GET", "/v1/conferences/s1", None);
-            v["endpoints"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .all(|e| e["latched"] == true)
-        }));
+        assert!(wait_for(|| api.get("s1").all_latched(2)));
         let p = rtp(7, 1, 50);
         publisher.send(&p);
         let mut other = Vec::new();

@@ -22,6 +22,7 @@ fn replayed_joins_welcomes_and_commits_admit_no_one() {
             forwarders: vec![format!("http://{}", fwd.control_addr())],
             control_token: common::TOKEN.into(),
             debug_state: true,
+            limits: Default::default(),
         },
         Arc::new(|_: &_, _: &str, _: &str, _: Option<u64>| Action::Deliver),
     )

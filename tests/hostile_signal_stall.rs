@@ -35,6 +35,7 @@ fn dropped_commits_stall_the_call_and_the_leaver_opens_nothing_later() {
             forwarders: vec![format!("http://{}", fwd.control_addr())],
             control_token: common::TOKEN.into(),
             debug_state: false,
+            limits: Default::default(),
         },
         Arc::new(policy),
     )

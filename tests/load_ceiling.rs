@@ -1,11 +1,11 @@
-//! The ceiling forwards correctly on loopback: every other member of the sender's group
+//! The ceiling (both loops) forwards correctly on loopback: every other member of the sender's group
 //! gets a byte-identical copy from the ceiling's address, the sender gets no echo and
 //! another group gets nothing; and a generator run against it is lossless.
 
 use std::net::UdpSocket;
 use std::time::Duration;
 
-use blindfold::load::ceiling::{Ceiling, CeilingArgs, join_datagram};
+use blindfold::load::ceiling::{Ceiling, CeilingArgs, CeilingLoop, join_datagram};
 use blindfold::load::topology::{Subscribe, Topology};
 use blindfold::load::{RunArgs, Target, TargetArgs};
 
@@ -20,11 +20,18 @@ fn rtp(ssrc: u32, seq: u16) -> Vec<u8> {
 
 #[test]
 fn ceiling_fans_out_within_the_group_only() {
+    for mode in [CeilingLoop::Minimal, CeilingLoop::Poll] {
+        fans_out_within_the_group_only(mode);
+    }
+}
+
+fn fans_out_within_the_group_only(mode: CeilingLoop) {
     let c = Ceiling::start(&CeilingArgs {
         media: "127.0.0.1:0".parse().unwrap(),
         batch: 32,
         socket_buffer: 1 << 20,
         core: None,
+        mode,
     })
     .unwrap();
     let media = c.media_addr();
@@ -38,7 +45,11 @@ fn ceiling_fans_out_within_the_group_only() {
         let join = join_datagram(p as u32, 3);
         s.send_to(&join, media).unwrap();
         let (n, from) = s.recv_from(&mut buf).unwrap();
-        assert_eq!((&buf[..n], from), (&join[..], media), "join acknowledged");
+        assert_eq!(
+            (&buf[..n], from),
+            (&join[..], media),
+            "{mode:?}: join acknowledged"
+        );
     }
     let pkt = rtp(Topology::ssrc(1, 0), 42);
     socks[1].send_to(&pkt, media).unwrap();
@@ -64,6 +75,7 @@ fn generator_against_the_ceiling_is_lossless() {
     let target = Target::open(&TargetArgs {
         spawn: true,
         ceiling: true,
+        ceiling_loop: CeilingLoop::Minimal,
         control: String::new(),
         token: None,
         media: "127.0.0.1:0".parse().unwrap(),

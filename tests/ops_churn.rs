@@ -6,6 +6,7 @@
 //! ops_churn` runs the full 100,000 (figures in the README).
 
 mod common;
+use blindfold::control::TrackKind;
 use common::*;
 
 fn rss_kib(pid: u32) -> u64 {
@@ -31,7 +32,7 @@ fn churn_leaves_memory_and_tables_where_they_started() {
     api.tracks(
         "churn",
         "steady",
-        serde_json::json!([{"id": "mic", "kind": "audio", "ssrcs": [1]}]),
+        vec![track("mic", TrackKind::Audio, &[1])],
     );
     let peers: Vec<Peer> = (0..64).map(|_| Peer::new(serve.media)).collect();
     let cycle = |i: usize| {
@@ -40,7 +41,7 @@ fn churn_leaves_memory_and_tables_where_they_started() {
         api.tracks(
             "churn",
             &id,
-            serde_json::json!([{"id": "cam", "kind": "video", "ssrcs": [1000 + i as u32]}]),
+            vec![track("cam", TrackKind::Video, &[1000 + i as u32])],
         );
         api.subscribe("churn", &id, &[("steady", "mic")]);
         peers[i % peers.len()].latch(&creds);
@@ -68,8 +69,7 @@ fn churn_leaves_memory_and_tables_where_they_started() {
     );
     // Nothing stale: the model holds only the steady member, and every shard's table
     // drops back to it (gauges are published at least every 500 ms).
-    let (_, conf) = api.call("GET", "/v1/conferences/churn", None);
-    assert_eq!(conf["endpoints"].as_array().unwrap().len(), 1);
+    assert_eq!(api.get("churn").endpoints.len(), 1);
     assert!(wait_for(|| api.counter("blindfold_endpoints", "") == 1));
     assert!(wait_for(|| api
         .counter("blindfold_shard_latched_endpoints", "")

@@ -75,10 +75,9 @@ fn calls_keep_flowing_when_signalling_dies() {
         );
     }
     let api = Api::new(serve.control);
-    let (status, list) = api.call("GET", "/v1/conferences", None);
-    assert_eq!(status, 200);
-    assert_eq!(list["conferences"].as_array().unwrap().len(), 1, "{list}");
-    assert_eq!(list["conferences"][0]["endpoints"], 3);
+    let list = api.list();
+    assert_eq!(list.conferences.len(), 1, "{list:?}");
+    assert_eq!(list.conferences[0].endpoints, 3);
     for p in ps {
         p.stop();
     }

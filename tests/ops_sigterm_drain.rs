@@ -2,6 +2,7 @@
 //! call keeps flowing; the process exits once the last conference is gone.
 
 mod common;
+use blindfold::control::client::ControlError;
 use common::*;
 use std::time::{Duration, Instant};
 
@@ -16,11 +17,10 @@ fn sigterm_refuses_new_conferences_and_keeps_calls_until_they_end() {
         .unwrap();
     assert!(status.success());
     assert!(
-        wait_for(|| call
-            .api
-            .call("POST", "/v1/conferences", Some(serde_json::json!({})))
-            .0
-            == 503),
+        wait_for(|| matches!(
+            call.api.client().create_conference(None),
+            Err(ControlError::Unavailable(_))
+        )),
         "new conferences are refused while draining"
     );
     // Media still flows in the existing call.
@@ -33,13 +33,11 @@ fn sigterm_refuses_new_conferences_and_keeps_calls_until_they_end() {
     assert!(serve.alive());
     // Ending the last conference lets the process exit. A probe POST that raced the
     // signal may have created a conference before draining began: end those too.
-    let (_, list) = call.api.call("GET", "/v1/conferences", None);
-    for c in list["conferences"].as_array().unwrap() {
-        let id = c["id"].as_str().unwrap();
-        let (s, _) = call
-            .api
-            .call("DELETE", &format!("/v1/conferences/{id}"), None);
-        assert_eq!(s, 204);
+    for c in call.api.list().conferences {
+        call.api
+            .client()
+            .delete_conference(&c.id)
+            .expect("conference deleted");
     }
     // Exit joins every thread (shards, control, events); allow for a loaded machine.
     let deadline = Instant::now() + 3 * DEADLINE;
@@ -68,11 +66,10 @@ fn a_second_signal_exits_at_once_even_with_calls_running() {
         );
     };
     kill("-INT");
-    assert!(wait_for(|| call
-        .api
-        .call("POST", "/v1/conferences", Some(serde_json::json!({})))
-        .0
-        == 503));
+    assert!(wait_for(|| matches!(
+        call.api.client().create_conference(None),
+        Err(ControlError::Unavailable(_))
+    )));
     assert!(serve.alive(), "the first SIGINT drains, it does not exit");
     kill("-INT");
     // The drain deadline is ten minutes away: only the second signal can end it now.

@@ -67,14 +67,15 @@ fn refused(m: &ServerMessage) -> Option<ErrorCode> {
 #[test]
 fn copied_proofs_wrong_keys_and_departed_ids_are_refused() {
     let serve = common::ServeProcess::start(1, &[]);
-    let signal = common::SignalProcess::start(serve.control);
+    let signal = common::signal::SignalProcess::start(serve.control, &[]);
+    let ws_url = format!("ws://{}/v1/ws", signal.addr);
     let secret: [u8; 32] = rand::random();
     let call = CallSecret::from_bytes(secret);
     let conf = call.conference_id().to_hex();
     let join_key = call.join_key();
 
     // A stranger cannot create the conference: the id commits to the real join key.
-    let (mut a, ca) = open(&signal.ws_url);
+    let (mut a, ca) = open(&ws_url);
     let fake_key = [7u8; 32];
     let pid = "11111111111111111111111111111111";
     let m = join(
@@ -89,14 +90,14 @@ fn copied_proofs_wrong_keys_and_departed_ids_are_refused() {
 
     // Two members are in the call; bob stays throughout.
     let bob = Participant::spawn(ParticipantConfig::new(
-        &signal.ws_url,
+        &ws_url,
         secret,
         Identity::generate("bob", "phone"),
     ))
     .unwrap();
     bob.wait_ready(common::DEADLINE).unwrap();
     let member = Participant::spawn(ParticipantConfig::new(
-        &signal.ws_url,
+        &ws_url,
         secret,
         Identity::generate("alice", "laptop"),
     ))
@@ -104,8 +105,8 @@ fn copied_proofs_wrong_keys_and_departed_ids_are_refused() {
     member.wait_ready(common::DEADLINE).unwrap();
 
     // A proof made for connection A (as a recording of A's join would hold) is worthless on B.
-    let (mut a, ca) = open(&signal.ws_url);
-    let (mut b, _cb) = open(&signal.ws_url);
+    let (mut a, ca) = open(&ws_url);
+    let (mut b, _cb) = open(&ws_url);
     let pid = "22222222222222222222222222222222";
     let proof_for_a = proto::join_proof(&join_key, &ca, &conf, pid);
     assert_eq!(
@@ -126,7 +127,7 @@ fn copied_proofs_wrong_keys_and_departed_ids_are_refused() {
     let departed = member.id().to_hex();
     member.leave(common::DEADLINE).unwrap();
     let _ = member.stop();
-    let (mut c, cc) = open(&signal.ws_url);
+    let (mut c, cc) = open(&ws_url);
     let proof = proto::join_proof(&join_key, &cc, &conf, &departed);
     let m = join(&mut c, &conf, &departed, &proof, None);
     assert_eq!(refused(&m), Some(ErrorCode::ParticipantTaken), "{m:?}");
@@ -134,7 +135,7 @@ fn copied_proofs_wrong_keys_and_departed_ids_are_refused() {
 
     // The real person joins again, with a fresh id, and is in the call.
     let again = Participant::spawn(ParticipantConfig::new(
-        &signal.ws_url,
+        &ws_url,
         secret,
         Identity::generate("alice", "laptop"),
     ))

@@ -15,6 +15,7 @@ fn service_and_forwarder_see_only_ephemeral_ids() {
         forwarders: vec![format!("http://{}", fwd.control_addr())],
         control_token: common::TOKEN.into(),
         debug_state: true,
+        limits: Default::default(),
     })
     .unwrap();
     let secret = [42u8; 32];
@@ -44,13 +45,12 @@ fn service_and_forwarder_see_only_ephemeral_ids() {
     let state_json = serde_json::to_string(&state).unwrap();
     let api = common::Api::new(fwd.control_addr());
     let conf = ps[0].conference().to_hex();
-    let (status, fwd_conf) = api.call("GET", &format!("/v1/conferences/{conf}"), None);
-    assert_eq!(status, 200, "{fwd_conf}");
-    let (_, fwd_list) = api.call("GET", "/v1/conferences", None);
+    let fwd_conf = api.get(&conf);
+    let fwd_list = api.list();
     let views = [
         state_json.clone(),
-        fwd_conf.to_string(),
-        fwd_list.to_string(),
+        serde_json::to_string(&fwd_conf).unwrap(),
+        serde_json::to_string(&fwd_list).unwrap(),
         api.metrics(),
     ];
 
@@ -83,12 +83,7 @@ fn service_and_forwarder_see_only_ephemeral_ids() {
     held.sort();
     expected.sort();
     assert_eq!(held, expected);
-    let fwd_eps: Vec<String> = fwd_conf["endpoints"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["id"].as_str().unwrap().to_string())
-        .collect();
+    let fwd_eps: Vec<String> = fwd_conf.endpoints.iter().map(|e| e.id.clone()).collect();
     let mut fwd_eps_sorted = fwd_eps.clone();
     fwd_eps_sorted.sort();
     assert_eq!(fwd_eps_sorted, expected);
@@ -101,16 +96,15 @@ fn service_and_forwarder_see_only_ephemeral_ids() {
     // service forgets it.
     let leaver = ps[2].id().to_hex();
     ps[2].leave(common::DEADLINE).unwrap();
-    let (_, after) = api.call("GET", &format!("/v1/conferences/{conf}"), None);
+    let after = api.get(&conf);
     assert!(
-        !after.to_string().contains(&leaver),
-        "endpoint gone at once: {after}"
+        after.endpoint(&leaver).is_none(),
+        "endpoint gone at once: {after:?}"
     );
-    assert!(
-        !serde_json::to_string(&signal.state())
-            .unwrap()
-            .contains(&leaver)
-    );
+    // The others' subscription sets drop it as their updates land (after the leave).
+    assert!(common::wait_for(|| !serde_json::to_string(&signal.state())
+        .unwrap()
+        .contains(&leaver)));
 
     for p in ps {
         let (stats, err) = p.stop();
@@ -119,10 +113,10 @@ fn service_and_forwarder_see_only_ephemeral_ids() {
     }
     // Everyone gone: the service deleted the conference from the forwarder.
     assert!(common::wait_for(|| signal.state().conferences.is_empty()));
-    assert!(common::wait_for(|| api
-        .call("GET", &format!("/v1/conferences/{conf}"), None)
-        .0
-        == 404));
+    assert!(common::wait_for(|| matches!(
+        api.client().conference(&conf),
+        Err(blindfold::control::client::ControlError::NotFound(_))
+    )));
     signal.stop();
     fwd.stop();
 }

@@ -3,13 +3,19 @@
 //! deadlines (never fixed sleeps).
 #![allow(dead_code)]
 
+pub mod redis;
+
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
+use blindfold::control::blocking;
+use blindfold::control::{ConferenceList, ConferenceState, SubscriptionJson, TrackJson, TrackKind};
 use blindfold::forwarder::Forwarder;
 use blindfold::forwarder::config::ServeArgs;
 use blindfold::proto::stun as ice;
-use serde_json::{Value, json};
+
+pub mod control;
+pub mod signal;
 
 pub const TOKEN: &str = "test-token";
 /// Generous: CI is a loaded 2-core machine.
@@ -29,67 +35,27 @@ pub fn forwarder(shards: usize) -> Forwarder {
     Forwarder::start(cfg).expect("forwarder starts")
 }
 
-/// A control-API client.
+/// The typed control-API client (blocking), with assertions for the happy paths tests
+/// set up calls with.
 pub struct Api {
-    base: String,
-    agent: ureq::Agent,
+    client: blocking::Client,
 }
 
 impl Api {
     pub fn new(control: SocketAddr) -> Self {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(DEADLINE))
-            .build()
-            .into();
-        Self {
-            base: format!("http://{control}"),
-            agent,
-        }
+        let client =
+            blocking::Client::with_timeout(&format!("http://{control}"), Some(TOKEN), DEADLINE)
+                .expect("control client");
+        Self { client }
     }
 
-    /// Sends a request; returns the status and the JSON body (Null when empty).
-    pub fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let url = format!("{}{}", self.base, path);
-        let auth = format!("Bearer {TOKEN}");
-        let resp = match (method, body) {
-            ("GET", _) => self.agent.get(&url).header("Authorization", &auth).call(),
-            ("DELETE", _) => self
-                .agent
-                .delete(&url)
-                .header("Authorization", &auth)
-                .call(),
-            ("POST", Some(b)) => self
-                .agent
-                .post(&url)
-                .header("Authorization", &auth)
-                .send_json(&b),
-            ("PUT", Some(b)) => self
-                .agent
-                .put(&url)
-                .header("Authorization", &auth)
-                .send_json(&b),
-            (m, b) => panic!("unsupported request {m} {b:?}"),
-        };
-        let mut resp = resp.expect("control API answers");
-        let status = resp.status().as_u16();
-        let text = resp.body_mut().read_to_string().unwrap_or_default();
-        let value = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
-        (status, value)
+    /// The client itself, for calls whose errors a test inspects.
+    pub fn client(&self) -> &blocking::Client {
+        &self.client
     }
 
     pub fn metrics(&self) -> String {
-        let mut resp = self
-            .agent
-            .get(format!("{}/metrics", self.base))
-            .header("Authorization", format!("Bearer {TOKEN}"))
-            .call()
-            .expect("metrics answer");
-        resp.body_mut().read_to_string().unwrap()
+        self.client.metrics().expect("metrics answer")
     }
 
     /// Sum of a counter over all shards (and any other labels matching `label`).
@@ -102,54 +68,59 @@ impl Api {
     }
 
     pub fn conference(&self, id: &str) {
-        let (s, v) = self.call("POST", "/v1/conferences", Some(json!({ "id": id })));
-        assert_eq!(s, 201, "create conference: {v}");
+        self.client
+            .create_conference(Some(id))
+            .expect("create conference");
+    }
+
+    /// The conference's state as the API reports it.
+    pub fn get(&self, conf: &str) -> ConferenceState {
+        self.client.conference(conf).expect("get conference")
+    }
+
+    /// Every conference.
+    pub fn list(&self) -> ConferenceList {
+        self.client.list_conferences().expect("list conferences")
     }
 
     /// Creates an endpoint; returns its ICE credentials.
     pub fn endpoint(&self, conf: &str, id: &str) -> Creds {
-        let (s, v) = self.call(
-            "POST",
-            &format!("/v1/conferences/{conf}/endpoints"),
-            Some(json!({ "id": id })),
-        );
-        assert_eq!(s, 201, "create endpoint: {v}");
+        let created = self
+            .client
+            .create_endpoint(conf, Some(id))
+            .expect("create endpoint");
         Creds {
-            ufrag: v["ice"]["ufrag"].as_str().unwrap().to_string(),
-            pwd: v["ice"]["pwd"].as_str().unwrap().to_string(),
+            ufrag: created.ice.ufrag,
+            pwd: created.ice.pwd,
         }
     }
 
-    pub fn tracks(&self, conf: &str, ep: &str, tracks: Value) {
-        let (s, v) = self.call(
-            "PUT",
-            &format!("/v1/conferences/{conf}/endpoints/{ep}/tracks"),
-            Some(json!({ "tracks": tracks })),
-        );
-        assert_eq!(s, 204, "set tracks: {v}");
+    pub fn tracks(&self, conf: &str, ep: &str, tracks: Vec<TrackJson>) {
+        self.client
+            .set_tracks(conf, ep, tracks)
+            .expect("set tracks");
     }
 
     pub fn subscribe(&self, conf: &str, ep: &str, subs: &[(&str, &str)]) {
-        let subs: Vec<Value> = subs
+        let subs = subs
             .iter()
-            .map(|(e, t)| json!({ "endpoint": e, "track": t }))
+            .map(|(e, t)| SubscriptionJson::new(*e, *t))
             .collect();
-        let (s, v) = self.call(
-            "PUT",
-            &format!("/v1/conferences/{conf}/endpoints/{ep}/subscriptions"),
-            Some(json!({ "subscriptions": subs })),
-        );
-        assert_eq!(s, 204, "set subscriptions: {v}");
+        self.client
+            .set_subscriptions(conf, ep, subs)
+            .expect("set subscriptions");
     }
 
     pub fn delete_endpoint(&self, conf: &str, ep: &str) {
-        let (s, v) = self.call(
-            "DELETE",
-            &format!("/v1/conferences/{conf}/endpoints/{ep}"),
-            None,
-        );
-        assert_eq!(s, 204, "delete endpoint: {v}");
+        self.client
+            .delete_endpoint(conf, ep)
+            .expect("delete endpoint");
     }
+}
+
+/// A track `id` of `kind` with SSRCs `ssrcs`.
+pub fn track(id: &str, kind: TrackKind, ssrcs: &[u32]) -> TrackJson {
+    TrackJson::new(id, kind, ssrcs.to_vec())
 }
 
 #[derive(Clone, Debug)]
@@ -302,14 +273,12 @@ impl Call {
         api.tracks(
             "c1",
             "a",
-            json!([{"id": "mic", "kind": "audio", "ssrcs": [0xA1]},
-                   {"id": "cam", "kind": "video", "ssrcs": [0xA2]}]),
+            vec![
+                track("mic", TrackKind::Audio, &[0xA1]),
+                track("cam", TrackKind::Video, &[0xA2]),
+            ],
         );
-        api.tracks(
-            "c1",
-            "d",
-            json!([{"id": "mic", "kind": "audio", "ssrcs": [0xD1]}]),
-        );
+        api.tracks("c1", "d", vec![track("mic", TrackKind::Audio, &[0xD1])]);
         for s in ["b", "c"] {
             api.subscribe("c1", s, &[("a", "mic"), ("a", "cam")]);
         }
@@ -322,12 +291,7 @@ impl Call {
         // Latches reach every shard through the control thread; wait until the API
         // reports all four latched, so no test races the propagation.
         assert!(
-            wait_for(|| {
-                let (_, v) = api.call("GET", "/v1/conferences/c1", None);
-                v["endpoints"]
-                    .as_array()
-                    .is_some_and(|eps| eps.len() == 4 && eps.iter().all(|e| e["latched"] == true))
-            }),
+            wait_for(|| api.get("c1").all_latched(4)),
             "all endpoints latched"
         );
         Self { api, creds, peers }
@@ -430,59 +394,6 @@ impl Drop for ServeProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.log_path);
-    }
-}
-
-/// `blindfold signal` running as a real child process on loopback port 0, driving `fwd`;
-/// killed on drop.
-pub struct SignalProcess {
-    pub child: std::process::Child,
-    pub ws_url: String,
-}
-
-impl SignalProcess {
-    pub fn start(fwd_control: SocketAddr) -> Self {
-        use std::io::BufRead;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_blindfold"))
-            .args(["signal", "--listen", "127.0.0.1:0"])
-            .args(["--forwarder", &format!("http://{fwd_control}")])
-            .args(["--control-token", TOKEN])
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("signal starts");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let deadline = Instant::now() + DEADLINE;
-        while Instant::now() < deadline {
-            if let Ok(line) = rx.recv_timeout(Duration::from_millis(100))
-                && let Some(url) = line.strip_prefix("signal ")
-            {
-                return Self {
-                    child,
-                    ws_url: url.trim().to_string(),
-                };
-            }
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("signal did not report its address");
-    }
-}
-
-impl Drop for SignalProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

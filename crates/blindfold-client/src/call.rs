@@ -20,7 +20,7 @@ use super::participant::{ClientError, Command, ParticipantConfig, Phase, Shared}
 use super::signalling::{self, Admitted, Ws, recv_ws, send_ws};
 use blindfold_e2ee::{CallSecret, E2eeSession, ParticipantId, RTP_OVERHEAD};
 use blindfold_proto::stun as ice;
-use blindfold_signal::proto::{ClientMessage, Track, TrackKind};
+use blindfold_signal::proto::{ClientMessage, ErrorCode, ServerMessage, Track, TrackKind};
 
 /// Runs the participant until [`Command::Stop`] or a fatal error.
 pub(crate) async fn run(
@@ -83,9 +83,10 @@ async fn join(
     let candidate = candidates
         .first()
         .ok_or_else(|| ClientError::Protocol("no forwarder candidate".into()))?;
-    let forwarder: SocketAddr = format!("{}:{}", candidate.ip, candidate.port)
-        .parse()
-        .or_else(|_| format!("[{}]:{}", candidate.ip, candidate.port).parse())
+    let forwarder = candidate
+        .ip
+        .parse::<std::net::IpAddr>()
+        .map(|ip| SocketAddr::new(ip, candidate.port))
         .map_err(|_| ClientError::Protocol("malformed candidate".into()))?;
     let keylog = match &cfg.key_log {
         Some(p) => Some(KeyLog::open(p)?),
@@ -174,6 +175,26 @@ async fn publish(eng: &mut Engine, ws: &mut Ws) -> Result<(), ClientError> {
     eng.shared.lock().ssrcs = tracks.iter().flat_map(|t| t.ssrcs.clone()).collect();
     if !tracks.is_empty() {
         send_ws(ws, ClientMessage::Publish { tracks }).await?;
+        // Media starts once the forwarder owns our SSRCs (`published`): packets sent
+        // before that would be dropped as coming from SSRCs it does not know.
+        tokio::time::timeout(eng.cfg.join_timeout, async {
+            loop {
+                match recv_ws(ws).await? {
+                    Some(ServerMessage::Published) => return Ok(()),
+                    Some(ServerMessage::Error { code, message })
+                        if code != ErrorCode::StaleCommit =>
+                    {
+                        return Err(ClientError::Refused { code, message });
+                    }
+                    Some(m) => eng.on_server(m),
+                    None => return Err(ClientError::Signal("closed while publishing".into())),
+                }
+                eng.drain_outputs();
+                eng.flush(ws).await?;
+            }
+        })
+        .await
+        .map_err(|_| ClientError::Timeout("waiting for `published`"))??;
     }
     if let Some(to) = eng.cfg.subscribe.clone() {
         send_ws(ws, ClientMessage::Subscribe { to: Some(to) }).await?;

@@ -148,7 +148,9 @@ impl Engine {
             ServerMessage::Error { code, message } => {
                 tracing::warn!(?code, %message, "signalling refused a request");
             }
-            ServerMessage::Joined { .. } | ServerMessage::Challenge { .. } => {}
+            ServerMessage::Joined { .. }
+            | ServerMessage::Challenge { .. }
+            | ServerMessage::Published => {}
         }
     }
 

@@ -4,6 +4,7 @@
 //! Owns parsing and defaults only; it starts nothing. Precedence: a flag or environment
 //! variable given explicitly beats the file, which beats the built-in default.
 
+use blindfold_proto::table::IngressLimits;
 use clap::{ArgMatches, Args, parser::ValueSource};
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
@@ -92,6 +93,26 @@ pub struct ServeArgs {
     /// On SIGTERM, how long existing calls may go on before the process exits.
     #[arg(long, default_value_t = 30)]
     pub drain_timeout: u64,
+
+    /// Redis URL of the cluster (`redis://host:6379`, `redis+unix:///path`): register
+    /// this forwarder there so signalling instances can place calls on it. Without it the
+    /// forwarder runs alone, exactly as before.
+    #[arg(long, env = "BLINDFOLD_REDIS_URL", hide_env_values = true)]
+    pub redis: Option<String>,
+
+    /// Node id in the cluster registry (1-32 of `[A-Za-z0-9_-]`). Default: random at
+    /// each start.
+    #[arg(long, env = "BLINDFOLD_NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// Region label placement prefers for joiners of the same region (`[a-z0-9-]`).
+    #[arg(long, env = "BLINDFOLD_REGION")]
+    pub region: Option<String>,
+
+    /// Control API URL registered for the signalling service. Default:
+    /// `http://<control address>`, with a wildcard IP replaced by the advertised one.
+    #[arg(long, env = "BLINDFOLD_CONTROL_URL")]
+    pub control_url: Option<String>,
 }
 
 impl Default for ServeArgs {
@@ -143,6 +164,15 @@ impl ServeArgs {
         }
     }
 
+    /// The per-endpoint ingress limits in this configuration.
+    pub fn ingress_limits(&self) -> IngressLimits {
+        IngressLimits {
+            packets_per_sec: self.ingress_pps,
+            bytes_per_sec: self.ingress_bps,
+            burst_ms: self.ingress_burst_ms,
+        }
+    }
+
     /// Applies the `--config` file under the explicitly given flags: for every field the
     /// user did not set on the command line or in the environment, the file's value wins
     /// over the default.
@@ -188,17 +218,50 @@ impl ServeArgs {
             ingress_pps,
             ingress_bps,
             ingress_burst_ms,
-            drain_timeout
+            drain_timeout,
+            redis,
+            node_id,
+            region,
+            control_url
         );
         file.validated()
     }
 
-    fn validated(self) -> Result<Self, ConfigError> {
+    /// Checks the settings that no value of the others can make sensible.
+    pub fn validated(self) -> Result<Self, ConfigError> {
         if self.batch == 0 || self.batch > 1024 {
             return Err(ConfigError::Invalid("batch must be 1..=1024".into()));
         }
         if self.shards == Some(0) {
             return Err(ConfigError::Invalid("shards must be at least 1".into()));
+        }
+        // A datagram larger than a receive buffer is dropped as oversize anyway, so the
+        // bucket must hold one of that size, no more.
+        self.ingress_limits()
+            .check(blindfold_udp::MAX_DATAGRAM)
+            .map_err(|e| {
+                ConfigError::Invalid(format!(
+                    "{e} (--ingress-pps {}, --ingress-bps {}, --ingress-burst-ms {})",
+                    self.ingress_pps, self.ingress_bps, self.ingress_burst_ms
+                ))
+            })?;
+        if self
+            .node_id
+            .as_deref()
+            .is_some_and(|id| !blindfold_cluster::schema::valid_node_id(id))
+        {
+            return Err(ConfigError::Invalid(
+                "node-id must be 1-32 characters of [A-Za-z0-9_-]".into(),
+            ));
+        }
+        if self
+            .region
+            .as_deref()
+            .is_some_and(|r| !blindfold_cluster::schema::valid_region(r))
+        {
+            return Err(ConfigError::Invalid(
+                "region must be 1-32 characters of [a-z0-9-]".into(),
+            ));
         }
         Ok(self)
     }
@@ -210,6 +273,19 @@ impl ServeArgs {
                 .map(|n| n.get())
                 .unwrap_or(1)
         })
+    }
+
+    /// The control URL to register for a bound control address.
+    pub fn registered_control_url(&self, bound: SocketAddr) -> String {
+        if let Some(url) = &self.control_url {
+            return url.clone();
+        }
+        let ip = if bound.ip().is_unspecified() {
+            self.advertised(bound).ip()
+        } else {
+            bound.ip()
+        };
+        format!("http://{}", SocketAddr::new(ip, bound.port()))
     }
 
     /// The address advertised in candidates for a bound media address.
@@ -244,6 +320,42 @@ mod tests {
         assert_eq!(a.batch, 32);
         assert_eq!(a.consent_timeout, 30);
         assert_eq!(a.advertised(a.media), "127.0.0.1:10000".parse().unwrap());
+    }
+
+    #[test]
+    fn ingress_limits_that_hold_less_than_one_packet_are_refused() {
+        let with = |pps, bps, burst_ms| ServeArgs {
+            ingress_pps: pps,
+            ingress_bps: bps,
+            ingress_burst_ms: burst_ms,
+            ..ServeArgs::default()
+        };
+        // Below one maximum datagram of bytes, or one packet, in the burst.
+        for bad in [
+            with(3_000, 2_000, 500),
+            with(3_000, 3_000_000, 0),
+            with(1, 3_000_000, 500),
+            with(0, 100_000, 10),
+        ] {
+            let err = bad.validated().expect_err("refused at start").to_string();
+            assert!(err.contains("ingress"), "{err}");
+        }
+        // The defaults, a limit switched off, and the smallest sufficient burst pass.
+        let max = blindfold_udp::MAX_DATAGRAM as u32;
+        for good in [
+            ServeArgs::default(),
+            with(0, 0, 0),
+            with(0, max, 1000),
+            with(2, 0, 500),
+        ] {
+            let limits = good.ingress_limits();
+            assert!(good.validated().is_ok(), "{limits:?}");
+        }
+        let l = with(200, 300_000, 250).ingress_limits();
+        assert_eq!(
+            (l.packets_per_sec, l.bytes_per_sec, l.burst_ms),
+            (200, 300_000, 250)
+        );
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //! headers.
 //!
 //! Owns the I/O shell around the sans-IO core: the per-core shard threads ([`shard`]),
-//! the control API server ([`control`]), metrics publication ([`metrics`]) and the
-//! configuration ([`config`]). The decisions are `blindfold_proto`'s, the syscalls
+//! the control API server ([`control`]), metrics publication ([`metrics`]), the
+//! configuration ([`config`]) and, with `--redis`, its cluster registration
+//! ([`registry`]). The decisions are `blindfold_proto`'s, the syscalls
 //! `blindfold_udp`'s.
 //!
 //! Must never depend on an AEAD, HPKE or e2ee crate: the forwarder holds no media key and
@@ -21,6 +22,7 @@
 pub mod config;
 pub mod control;
 pub mod metrics;
+pub mod registry;
 pub mod shard;
 
 use std::net::SocketAddr;
@@ -78,6 +80,9 @@ impl ShardSet {
 /// The forwarder could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// The configuration is not one the forwarder can run with.
+    #[error("configuration: {0}")]
+    Config(#[source] config::ConfigError),
     /// Binding or configuring a media socket failed.
     #[error("media socket: {0}")]
     Media(#[source] std::io::Error),
@@ -87,6 +92,10 @@ pub enum StartError {
     /// Starting a shard thread failed.
     #[error("shard: {0}")]
     Shard(#[source] std::io::Error),
+    /// The cluster registry could not be set up (a malformed `--redis` URL; an
+    /// unreachable Redis is not an error: registration retries until it answers).
+    #[error("cluster registry: {0}")]
+    Registry(#[source] blindfold_cluster::Error),
 }
 
 /// A running forwarder: its shards and its control API. Dropping it without
@@ -98,12 +107,14 @@ pub struct Forwarder {
     shards: Vec<std::thread::JoinHandle<()>>,
     wakers: Vec<Arc<mio::Waker>>,
     stop: Arc<std::sync::atomic::AtomicBool>,
+    registration: Option<blindfold_cluster::RegistrationHandle>,
 }
 
 impl Forwarder {
     /// Binds the media sockets (one per shard, SO_REUSEPORT) and the control API, and
     /// starts the shard threads. A media port of 0 picks a free port shared by all shards.
     pub fn start(cfg: config::ServeArgs) -> Result<Self, StartError> {
+        let cfg = cfg.validated().map_err(StartError::Config)?;
         let n = cfg.shard_count();
         let first =
             sys::bind_media_socket(cfg.media, cfg.socket_buffer).map_err(StartError::Media)?;
@@ -121,6 +132,23 @@ impl Forwarder {
         for _ in 1..n {
             sockets
                 .push(sys::bind_media_socket(media, cfg.socket_buffer).map_err(StartError::Media)?);
+        }
+        // A wildcard-bound socket must learn which local address each datagram was sent
+        // to, so that answers and copies leave from it (issue 9 §4c); a socket bound to
+        // one address always sends from that address and needs nothing.
+        if media.ip().is_unspecified() {
+            let mut ok = true;
+            for s in &sockets {
+                if let Err(e) = sys::enable_pktinfo(s) {
+                    ok = false;
+                    tracing::warn!(error = %e, "no packet info on the media socket: on a multi-homed host replies may leave from another address than the one a participant sent to");
+                }
+            }
+            if ok {
+                tracing::info!(
+                    "wildcard media address: replies leave from the address each datagram was sent to (packet info)"
+                );
+            }
         }
         let cores = if cfg.pin {
             core_affinity::get_core_ids().unwrap_or_default()
@@ -156,6 +184,11 @@ impl Forwarder {
         }
         let listener = std::net::TcpListener::bind(cfg.control).map_err(StartError::Control)?;
         let candidates = vec![cfg.advertised(media)];
+        let control_addr = listener.local_addr().map_err(StartError::Control)?;
+        let cluster = cfg
+            .redis
+            .clone()
+            .map(|url| (url, registry::registration(&cfg, media, control_addr)));
         let ctx = control::ControlContext {
             config: Arc::new(cfg),
             shards: ShardSet::new(links),
@@ -164,15 +197,26 @@ impl Forwarder {
             candidates,
         };
         let control = control::ControlServer::spawn(listener, ctx).map_err(StartError::Control)?;
-        tracing::info!(shards = n, "forwarder started");
-        Ok(Self {
+        let mut this = Self {
             media,
             control,
             metrics,
             shards: threads,
             wakers,
             stop,
-        })
+            registration: None,
+        };
+        if let Some((url, reg)) = cluster {
+            match registry::start(this.control.runtime(), &url, reg, this.metrics.clone()) {
+                Ok(handle) => this.registration = Some(handle),
+                Err(e) => {
+                    this.stop();
+                    return Err(StartError::Registry(e));
+                }
+            }
+        }
+        tracing::info!(shards = n, "forwarder started");
+        Ok(this)
     }
 
     /// The bound media address (all shards share it).
@@ -195,8 +239,21 @@ impl Forwarder {
         &self.control
     }
 
-    /// Stops the shards and the control API and joins their threads.
-    pub fn stop(self) {
+    /// SIGTERM semantics: the control API refuses new conferences and, in a cluster, the
+    /// registration says `draining` at once, so no call is placed here any more.
+    pub fn begin_drain(&self) {
+        self.control.begin_drain();
+        if let Some(r) = &self.registration {
+            r.set_draining();
+        }
+    }
+
+    /// Stops the shards and the control API and joins their threads. In a cluster the
+    /// registration is deleted first (waiting at most a second for Redis).
+    pub fn stop(mut self) {
+        if let Some(r) = self.registration.take() {
+            r.stop(std::time::Duration::from_secs(1));
+        }
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         for w in &self.wakers {
             let _ = w.wake();
@@ -231,7 +288,7 @@ pub fn run_cli(args: config::ServeArgs, matches: Option<&clap::ArgMatches>) -> a
             _ = int.recv() => {}
         }
         tracing::info!("draining: refusing new conferences");
-        fwd.control().begin_drain();
+        fwd.begin_drain();
         let deadline = tokio::time::Instant::now() + drain;
         loop {
             if fwd.control().conference_count() == 0 {

@@ -29,8 +29,8 @@ pub struct ShardMetrics {
     /// Endpoints and latched addresses in this shard's table (gauges).
     endpoints: AtomicU64,
     latched: AtomicU64,
-    /// Receive-to-send latency in nanoseconds, merged in by the shard about once a
-    /// second with `try_lock`, so the shard never waits for a reader.
+    /// Receive-to-send latency in nanoseconds, merged in by the shard every 500 ms
+    /// (`shard::PUBLISH_EVERY`) with `try_lock`, so the shard never waits for a reader.
     latency: Mutex<Option<Histogram<u64>>>,
 }
 
@@ -150,12 +150,12 @@ pub fn render_prometheus(shards: &AllShards, extra: &str) -> String {
         }),
         (
             "blindfold_rtp_forwarded_total",
-            "RTP packets forwarded.",
+            "RTP packets that produced at least one copy.",
             |s| s.counters.rtp_forwarded,
         ),
         (
             "blindfold_rtcp_forwarded_total",
-            "RTCP packets forwarded.",
+            "RTCP packets that produced at least one copy.",
             |s| s.counters.rtcp_forwarded,
         ),
         (

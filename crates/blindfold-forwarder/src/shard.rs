@@ -8,6 +8,7 @@
 //! are sized at start, metrics are published once per batch with relaxed stores.
 
 use std::io;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -110,6 +111,8 @@ struct Shard {
     max_fanout: usize,
     replies: Vec<[u8; MAX_RESPONSE]>,
     reply_lens: Vec<usize>,
+    /// The local address each reply's request was sent to: the reply comes from it.
+    reply_src: Vec<Option<IpAddr>>,
     latency: Histogram<u64>,
     last_publish: Instant,
     send_errors_logged: Instant,
@@ -144,6 +147,7 @@ impl Shard {
             max_fanout,
             replies: vec![[0u8; MAX_RESPONSE]; batch],
             reply_lens: vec![0; batch],
+            reply_src: vec![None; batch],
             // 1 µs .. 10 s in ns, 3 significant figures.
             latency: Histogram::new_with_bounds(1_000, 10_000_000_000, 3)
                 .expect("static histogram bounds are valid"),
@@ -213,7 +217,9 @@ impl Shard {
             if self.tx.len() + self.max_fanout > self.tx.capacity() {
                 self.flush();
             }
-            let (pkt, src, truncated) = self.rx.get(i);
+            let d = self.rx.get(i);
+            let (pkt, src, truncated) = (d.bytes, d.src, d.truncated);
+            let local = d.dst_ip;
             rx_bytes += pkt.len() as u64;
             if truncated {
                 self.router.counters_mut().drop(DropReason::Oversize);
@@ -226,6 +232,7 @@ impl Shard {
             {
                 Outcome::Reply(len) => {
                     self.reply_lens[replies] = len;
+                    self.reply_src[replies] = local;
                     self.tx.push(Transmit {
                         buf: reply_buf(replies),
                         dst: src,
@@ -261,19 +268,31 @@ impl Shard {
             let rx = &self.rx;
             let replies = &self.replies;
             let lens = &self.reply_lens;
+            let reply_src = &self.reply_src;
+            // Every copy and answer leaves from the local address its datagram was sent
+            // to (packet info; None unless the socket is wildcard-bound), so a
+            // multi-homed host never answers from an address the peer does not know.
             let items = self.tx[off..].iter().map(|t| {
-                let data: &[u8] = match reply_index(t.buf) {
-                    Some(r) => &replies[r][..lens[r]],
-                    None => rx.get(usize::from(t.buf)).0,
+                let (data, src_ip): (&[u8], _) = match reply_index(t.buf) {
+                    Some(r) => (&replies[r][..lens[r]], reply_src[r]),
+                    None => {
+                        let d = rx.get(usize::from(t.buf));
+                        (d.bytes, d.dst_ip)
+                    }
                 };
-                (data, t.dst)
+                blindfold_udp::Transmit {
+                    dst: t.dst,
+                    src_ip,
+                    segment_size: None,
+                    parts: [data],
+                }
             });
             match self.tx_batch.send(&self.socket, items) {
                 Ok(k) => {
                     for t in &self.tx[off..off + k] {
                         sent_bytes += match reply_index(t.buf) {
                             Some(r) => lens[r] as u64,
-                            None => rx.get(usize::from(t.buf)).0.len() as u64,
+                            None => rx.get(usize::from(t.buf)).bytes.len() as u64,
                         };
                     }
                     off += k;

@@ -1,10 +1,15 @@
 //! The ceiling: the least a forwarder can do on this machine. A thread with the shard's
-//! socket setup ([`sys::bind_media_socket`], same buffer sizes), the same mio
-//! edge-triggered poll, the same `recvmmsg` batch and the same `sendmmsg` chunking, and
-//! no routing: no sender check, no latching, no hash lookup, no metrics. Each RTP
-//! datagram goes to every other member of its group, found by arithmetic on the SSRC the
-//! load generator wrote (see [`super::topology`]), with the iovecs pointing at the
-//! received buffer exactly as in the shard.
+//! socket setup ([`sys::bind_media_socket`], same buffer sizes), the same `recvmmsg`
+//! batch and the same `sendmmsg` chunking, and no routing: no sender check, no latching,
+//! no hash lookup, no metrics. Each RTP datagram goes to every other member of its
+//! group, found by arithmetic on the SSRC the load generator wrote (see
+//! [`super::topology`]), with the iovecs pointing at the received buffer exactly as in
+//! the shard.
+//!
+//! Two loops ([`CeilingLoop`]): `minimal` (the default) is the least any forwarder can
+//! do per wake, a blocking `recvmmsg(MSG_WAITFORONE)` then `sendmmsg`, two syscalls and
+//! no poll; `poll` is the shard's own structure (mio edge-triggered poll, drain until
+//! `WouldBlock`), which shows what the event loop itself costs.
 //!
 //! Members join with a 14-byte datagram `00 01 'C' 'E' 'I' 'L' p:u32 group:u32` (first
 //! byte in the STUN range, so it can never be mistaken for RTP), which is echoed back as
@@ -21,7 +26,7 @@ use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::topology::Topology;
-use blindfold_udp::{self as sys, RecvBatch, SendBatch};
+use blindfold_udp::{self as sys, RecvBatch, SendBatch, Transmit};
 
 /// Prefix of a join datagram.
 pub const JOIN_MAGIC: [u8; 6] = [0x00, 0x01, b'C', b'E', b'I', b'L'];
@@ -55,7 +60,23 @@ pub struct CeilingArgs {
     /// Core to pin the thread to (none: leave it to the scheduler or to taskset).
     #[arg(long)]
     pub core: Option<usize>,
+    /// Which loop: minimal (blocking recvmmsg with MSG_WAITFORONE, then sendmmsg) or
+    /// poll (the shard's mio edge-triggered loop).
+    #[arg(long = "loop", value_enum, default_value = "minimal")]
+    pub mode: CeilingLoop,
 }
+
+/// The ceiling's receive loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CeilingLoop {
+    /// Blocking `recvmmsg(MSG_WAITFORONE)` → `sendmmsg`: two syscalls per wake.
+    Minimal,
+    /// mio edge-triggered poll, `recvmmsg(MSG_DONTWAIT)` until `WouldBlock`, `sendmmsg`.
+    Poll,
+}
+
+/// How long the minimal loop's blocking receive waits before it looks at the stop flag.
+const STOP_CHECK: Duration = Duration::from_millis(100);
 
 /// Counters of a running ceiling.
 #[derive(Debug, Default)]
@@ -82,11 +103,22 @@ impl Ceiling {
     pub fn start(args: &CeilingArgs) -> io::Result<Self> {
         let std_sock = sys::bind_media_socket(args.media, args.socket_buffer)?;
         let addr = std_sock.local_addr()?;
-        let mut socket = UdpSocket::from_std(std_sock);
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        poll.registry()
-            .register(&mut socket, SOCKET, Interest::READABLE)?;
+        let mode = args.mode;
+        let socket = match mode {
+            CeilingLoop::Minimal => {
+                std_sock.set_nonblocking(false)?;
+                std_sock.set_read_timeout(Some(STOP_CHECK))?;
+                Socket::Blocking(std_sock)
+            }
+            CeilingLoop::Poll => {
+                let mut socket = UdpSocket::from_std(std_sock);
+                poll.registry()
+                    .register(&mut socket, SOCKET, Interest::READABLE)?;
+                Socket::Polled(socket)
+            }
+        };
         let stop = Arc::new(AtomicBool::new(false));
         let counters = Arc::new(CeilingCounters::default());
         let (batch, core) = (args.batch, args.core);
@@ -98,7 +130,11 @@ impl Ceiling {
                     core_affinity::set_for_current(core_affinity::CoreId { id: c });
                 }
                 let mut l = Loop::new(socket, batch, counters2);
-                if let Err(e) = l.run(poll, &stop2) {
+                let r = match mode {
+                    CeilingLoop::Minimal => l.run_minimal(&stop2),
+                    CeilingLoop::Poll => l.run_poll(poll, &stop2),
+                };
+                if let Err(e) = r {
                     tracing::error!(error = %e, "ceiling stopped on error");
                 }
             })?;
@@ -129,8 +165,24 @@ impl Ceiling {
     }
 }
 
+/// The ceiling's socket: blocking for the minimal loop, registered with mio for the
+/// poll loop.
+enum Socket {
+    Blocking(std::net::UdpSocket),
+    Polled(UdpSocket),
+}
+
+impl std::os::fd::AsRawFd for Socket {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        match self {
+            Socket::Blocking(s) => s.as_raw_fd(),
+            Socket::Polled(s) => s.as_raw_fd(),
+        }
+    }
+}
+
 struct Loop {
-    socket: UdpSocket,
+    socket: Socket,
     rx: RecvBatch,
     tx_batch: SendBatch,
     tx: Vec<(u16, SocketAddr)>,
@@ -141,7 +193,7 @@ struct Loop {
 }
 
 impl Loop {
-    fn new(socket: UdpSocket, batch: usize, counters: Arc<CeilingCounters>) -> Self {
+    fn new(socket: Socket, batch: usize, counters: Arc<CeilingCounters>) -> Self {
         Self {
             socket,
             rx: RecvBatch::new(batch),
@@ -153,7 +205,27 @@ impl Loop {
         }
     }
 
-    fn run(&mut self, mut poll: Poll, stop: &AtomicBool) -> io::Result<()> {
+    /// Two syscalls per wake: the receive sleeps in the kernel until a datagram comes
+    /// (or [`STOP_CHECK`] passes), then takes whatever else is queued.
+    fn run_minimal(&mut self, stop: &AtomicBool) -> io::Result<()> {
+        while !stop.load(Ordering::Relaxed) {
+            match self.rx.recv_wait(&self.socket) {
+                Ok(n) => self.process(n),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::Interrupted
+                    ) => {}
+                // ICMP errors surface here, as in the shard; they are not fatal.
+                Err(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn run_poll(&mut self, mut poll: Poll, stop: &AtomicBool) -> io::Result<()> {
         let mut events = Events::with_capacity(16);
         loop {
             match poll.poll(&mut events, Some(Duration::from_millis(500))) {
@@ -185,7 +257,8 @@ impl Loop {
             if self.tx.len() + self.group > self.tx.capacity() {
                 self.flush();
             }
-            let (pkt, src, _) = self.rx.get(i);
+            let d = self.rx.get(i);
+            let (pkt, src) = (d.bytes, d.src);
             if pkt.first().is_some_and(|b| b >> 6 == 2) && pkt.len() >= 12 {
                 let ssrc = u32::from_be_bytes([pkt[8], pkt[9], pkt[10], pkt[11]]);
                 let Some((p, _)) = Topology::parse_ssrc(ssrc) else {
@@ -231,7 +304,7 @@ impl Loop {
             let rx = &self.rx;
             let items = self.tx[off..]
                 .iter()
-                .map(|&(b, dst)| (rx.get(usize::from(b)).0, dst));
+                .map(|&(b, dst)| Transmit::new(rx.get(usize::from(b)).bytes, dst));
             match self.tx_batch.send(&self.socket, items) {
                 Ok(k) => off += k,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {

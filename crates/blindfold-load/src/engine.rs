@@ -26,7 +26,7 @@ use super::profile::{self, MAX_PACKET, Rng, TrackProfile};
 use super::topology::Topology;
 use blindfold_e2ee::srtp::{EpochId, RTP_OVERHEAD, SrtpKeys, SrtpSender};
 use blindfold_proto::stun as ice;
-use blindfold_udp::{RecvBatch, SendBatch};
+use blindfold_udp::{RecvBatch, SendBatch, Transmit};
 
 /// Packets the sender hands to one `sendmmsg`.
 const SEND_SCRATCH: usize = 64;
@@ -297,7 +297,7 @@ pub fn run_sender(
         let sock = &sockets[st.participant];
         let mut off = 0;
         while off < n {
-            let items = (off..n).map(|i| (&bufs[i][..usize::from(sizes[i])], media));
+            let items = (off..n).map(|i| Transmit::new(&bufs[i][..usize::from(sizes[i])], media));
             match batch.send(sock, items) {
                 Ok(0) => break,
                 Ok(k) => {
@@ -417,7 +417,7 @@ pub fn run_receiver(
                 };
                 let now = shared.now_ns();
                 for j in 0..n {
-                    let (pkt, _, _) = rx.get(j);
+                    let pkt = rx.get(j).bytes;
                     account(
                         topo,
                         shared,

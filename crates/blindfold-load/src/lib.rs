@@ -70,6 +70,9 @@ pub struct TargetArgs {
     /// Drive the ceiling (minimal recvmmsg → sendmmsg fan-out) instead of a forwarder.
     #[arg(long)]
     pub ceiling: bool,
+    /// The loop of a spawned ceiling.
+    #[arg(long, value_enum, default_value = "minimal")]
+    pub ceiling_loop: ceiling::CeilingLoop,
     /// Control API of a running forwarder.
     #[arg(long, default_value = "http://127.0.0.1:8480")]
     pub control: String,
@@ -209,6 +212,7 @@ impl Target {
                 batch: args.batch,
                 socket_buffer: ServeArgs::default().socket_buffer,
                 core: None,
+                mode: args.ceiling_loop,
             })?;
             return Ok(Self {
                 media: c.media_addr(),
@@ -237,7 +241,8 @@ impl Target {
                 cfg.ingress_bps = 0;
             }
             let fwd = Forwarder::start(cfg).map_err(|e| LoadError::Start(e.to_string()))?;
-            let api = Api::new(&format!("http://{}", fwd.control_addr()), &token);
+            let api = Api::new(&format!("http://{}", fwd.control_addr()), Some(&token))
+                .map_err(|e| LoadError::Start(e.to_string()))?;
             return Ok(Self {
                 media: fwd.media_addr(),
                 api: Some(api),
@@ -257,7 +262,7 @@ impl Target {
                         .into(),
                 )
             })?;
-            Some(Api::new(&args.control, &token))
+            Some(Api::new(&args.control, Some(&token)).map_err(SetupError::from)?)
         };
         Ok(Self {
             media: args.media,

@@ -11,6 +11,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use blindfold_control::TrackKind;
+
 /// Largest datagram the generator sends (RTP header included).
 pub const MAX_PACKET: usize = 1200;
 /// Most packets one event (one frame) can produce.
@@ -76,11 +78,11 @@ impl fmt::Display for TrackProfile {
 
 impl TrackProfile {
     /// The track kind declared through the control API.
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> TrackKind {
         match self {
-            Self::Audio => "audio",
-            Self::Video | Self::Cbr { .. } => "video",
-            Self::Screen => "screen",
+            Self::Audio => TrackKind::Audio,
+            Self::Video | Self::Cbr { .. } => TrackKind::Video,
+            Self::Screen => TrackKind::Screen,
         }
     }
 

@@ -7,7 +7,9 @@ use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use blindfold_control::blocking;
+use blindfold_control::client::ControlError;
+use blindfold_control::{SubscriptionJson, TrackJson};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::ceiling;
@@ -15,31 +17,15 @@ use super::engine::Creds;
 use super::topology::Topology;
 use blindfold_proto::stun as ice;
 
+/// The typed control-API client the load tool drives a forwarder with.
+pub type Api = blocking::Client;
+
 /// Setting up or tearing down a run failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
-    /// The control API could not be reached.
-    #[error("control API {method} {path}: {source}")]
-    Http {
-        /// Method.
-        method: &'static str,
-        /// Path.
-        path: String,
-        /// Why.
-        source: Box<ureq::Error>,
-    },
-    /// The control API refused a request.
-    #[error("control API {method} {path} answered {status}: {body}")]
-    Refused {
-        /// Method.
-        method: &'static str,
-        /// Path.
-        path: String,
-        /// Status.
-        status: u16,
-        /// The error body.
-        body: String,
-    },
+    /// The control API could not be reached or refused a request.
+    #[error("control API: {0}")]
+    Control(#[from] ControlError),
     /// A socket could not be created.
     #[error("participant socket: {0}")]
     Socket(#[from] std::io::Error),
@@ -55,88 +41,11 @@ pub enum SetupError {
     },
 }
 
-/// A blocking client of the control API.
-pub struct Api {
-    base: String,
-    auth: String,
-    agent: ureq::Agent,
-}
-
-impl Api {
-    /// A client for `base` (e.g. `http://127.0.0.1:8480`) with bearer `token`.
-    pub fn new(base: &str, token: &str) -> Self {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(10)))
-            .build()
-            .into();
-        Self {
-            base: base.trim_end_matches('/').to_string(),
-            auth: format!("Bearer {token}"),
-            agent,
-        }
-    }
-
-    fn call(
-        &self,
-        method: &'static str,
-        path: &str,
-        body: Option<Value>,
-    ) -> Result<Value, SetupError> {
-        let url = format!("{}{}", self.base, path);
-        let a = &self.agent;
-        let resp = match (method, body) {
-            ("GET", _) => a.get(&url).header("Authorization", &self.auth).call(),
-            ("DELETE", _) => a.delete(&url).header("Authorization", &self.auth).call(),
-            ("POST", b) => a
-                .post(&url)
-                .header("Authorization", &self.auth)
-                .send_json(b.unwrap_or(json!({}))),
-            (_, b) => a
-                .put(&url)
-                .header("Authorization", &self.auth)
-                .send_json(b.unwrap_or(json!({}))),
-        };
-        let mut resp = resp.map_err(|e| SetupError::Http {
-            method,
-            path: path.to_string(),
-            source: Box::new(e),
-        })?;
-        let status = resp.status().as_u16();
-        let text = resp.body_mut().read_to_string().unwrap_or_default();
-        if !(200..300).contains(&status) {
-            return Err(SetupError::Refused {
-                method,
-                path: path.to_string(),
-                status,
-                body: text,
-            });
-        }
-        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    /// The Prometheus text of `/metrics`.
-    pub fn metrics(&self) -> Result<String, SetupError> {
-        let path = "/metrics";
-        let mut resp = self
-            .agent
-            .get(format!("{}{path}", self.base))
-            .header("Authorization", &self.auth)
-            .call()
-            .map_err(|e| SetupError::Http {
-                method: "GET",
-                path: path.into(),
-                source: Box::new(e),
-            })?;
-        Ok(resp.body_mut().read_to_string().unwrap_or_default())
-    }
-
-    /// Deletes a conference (ignoring one that is already gone).
-    pub fn delete_conference(&self, id: &str) -> Result<(), SetupError> {
-        match self.call("DELETE", &format!("/v1/conferences/{id}"), None) {
-            Ok(_) | Err(SetupError::Refused { status: 404, .. }) => Ok(()),
-            Err(e) => Err(e),
-        }
+/// Deletes a conference, ignoring one that is already gone.
+pub fn delete_conference(api: &Api, id: &str) -> Result<(), SetupError> {
+    match api.delete_conference(id) {
+        Ok(()) | Err(ControlError::NotFound(_)) => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -220,30 +129,25 @@ pub fn create_calls(api: &Api, topo: &Topology, prefix: &str) -> Result<Vec<Cred
     let mut creds = Vec::with_capacity(topo.participants());
     for c in 0..topo.conferences {
         let conf = format!("{prefix}-{c}");
-        api.call("POST", "/v1/conferences", Some(json!({ "id": conf })))?;
+        api.create_conference(Some(&conf))?;
         for m in 0..topo.size {
-            let v = api.call(
-                "POST",
-                &format!("/v1/conferences/{conf}/endpoints"),
-                Some(json!({ "id": format!("p{m}") })),
-            )?;
+            let ep = format!("p{m}");
+            let created = api.create_endpoint(&conf, Some(&ep))?;
             creds.push(Creds {
-                ufrag: v["ice"]["ufrag"].as_str().unwrap_or_default().to_string(),
-                pwd: v["ice"]["pwd"].as_str().unwrap_or_default().to_string(),
+                ufrag: created.ice.ufrag,
+                pwd: created.ice.pwd,
             });
             if m < topo.publishers {
                 let p = c * topo.size + m;
-                let tracks: Vec<Value> = topo
+                let tracks = topo
                     .tracks
                     .iter()
                     .enumerate()
-                    .map(|(t, prof)| json!({"id": format!("t{t}"), "kind": prof.kind(), "ssrcs": [Topology::ssrc(p, t)]}))
+                    .map(|(t, prof)| {
+                        TrackJson::new(format!("t{t}"), prof.kind(), [Topology::ssrc(p, t)])
+                    })
                     .collect();
-                api.call(
-                    "PUT",
-                    &format!("/v1/conferences/{conf}/endpoints/p{m}/tracks"),
-                    Some(json!({ "tracks": tracks })),
-                )?;
+                api.set_tracks(&conf, &ep, tracks)?;
             }
         }
         for m in 0..topo.size {
@@ -261,15 +165,11 @@ pub fn resubscribe(api: &Api, topo: &Topology, prefix: &str, p: usize) -> Result
     let mut subs = Vec::new();
     topo.for_each_source(m, |src| {
         for t in 0..topo.track_count() {
-            subs.push(json!({"endpoint": format!("p{src}"), "track": format!("t{t}")}));
+            subs.push(SubscriptionJson::new(format!("p{src}"), format!("t{t}")));
         }
     });
-    api.call(
-        "PUT",
-        &format!("/v1/conferences/{prefix}-{c}/endpoints/p{m}/subscriptions"),
-        Some(json!({ "subscriptions": subs })),
-    )
-    .map(drop)
+    api.set_subscriptions(&format!("{prefix}-{c}"), &format!("p{m}"), subs)?;
+    Ok(())
 }
 
 /// Deletes the conferences [`create_calls`] made; returns the first error, after trying
@@ -277,7 +177,7 @@ pub fn resubscribe(api: &Api, topo: &Topology, prefix: &str, p: usize) -> Result
 pub fn delete_calls(api: &Api, topo: &Topology, prefix: &str) -> Result<(), SetupError> {
     let mut first = None;
     for c in 0..topo.conferences {
-        if let Err(e) = api.delete_conference(&format!("{prefix}-{c}")) {
+        if let Err(e) = delete_conference(api, &format!("{prefix}-{c}")) {
             first.get_or_insert(e);
         }
     }
@@ -367,11 +267,10 @@ pub fn wait_latched(
     let deadline = Instant::now() + wait;
     for c in 0..topo.conferences {
         loop {
-            let v = api.call("GET", &format!("/v1/conferences/{prefix}-{c}"), None)?;
-            let all = v["endpoints"].as_array().is_some_and(|eps| {
-                eps.len() == topo.size && eps.iter().all(|e| e["latched"] == true)
-            });
-            if all {
+            if api
+                .conference(&format!("{prefix}-{c}"))?
+                .all_latched(topo.size)
+            {
                 break;
             }
             if Instant::now() >= deadline {

@@ -32,6 +32,9 @@ pub enum DropReason {
     StunBadIntegrity,
     /// STUN refused by the per-source or global rate limit.
     StunRateLimited,
+    /// A check whose transaction id this endpoint already used from another address: a
+    /// captured check replayed elsewhere.
+    StunReplayed,
     /// A copy the kernel would not take (EAGAIN, buffer full, unreachable).
     SendFailed,
     /// A copy for a subscriber that is not latched or whose consent lapsed.
@@ -40,7 +43,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in label order.
-    pub const ALL: [DropReason; 13] = [
+    pub const ALL: [DropReason; 14] = [
         DropReason::Unclassified,
         DropReason::Oversize,
         DropReason::Malformed,
@@ -52,6 +55,7 @@ impl DropReason {
         DropReason::StunUnknownUser,
         DropReason::StunBadIntegrity,
         DropReason::StunRateLimited,
+        DropReason::StunReplayed,
         DropReason::SendFailed,
         DropReason::NoDestination,
     ];
@@ -72,6 +76,7 @@ impl DropReason {
             DropReason::StunUnknownUser => "stun_unknown_user",
             DropReason::StunBadIntegrity => "stun_bad_integrity",
             DropReason::StunRateLimited => "stun_rate_limited",
+            DropReason::StunReplayed => "stun_replayed",
             DropReason::SendFailed => "send_failed",
             DropReason::NoDestination => "no_destination",
         }
@@ -89,9 +94,10 @@ pub struct LocalCounters {
     pub tx_packets: u64,
     /// Bytes sent.
     pub tx_bytes: u64,
-    /// RTP packets forwarded (at least one copy queued).
+    /// RTP packets that produced at least one copy (a packet whose SSRC has no
+    /// subscriber, or none with a destination, is not counted).
     pub rtp_forwarded: u64,
-    /// RTCP packets forwarded.
+    /// RTCP packets that produced at least one copy.
     pub rtcp_forwarded: u64,
     /// Valid STUN Binding requests answered.
     pub stun_answered: u64,

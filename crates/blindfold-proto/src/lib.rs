@@ -4,7 +4,8 @@
 //! shared by the forwarder, the participant and the load generator ([`stun`]), the
 //! shard-local routing table ([`table`]), the router that turns one datagram into
 //! transmits ([`route`]), the authoritative control model ([`model`]) and the counters
-//! the router keeps ([`counters`]).
+//! the router keeps ([`counters`]). Behind the `sim` feature, [`sim`] drives the router
+//! and the model together in memory with simulated time, for behaviour tests.
 //!
 //! Must never touch a socket, a thread, a clock or a key: time is an argument
 //! (`Instant`), output is returned (transmits, events), and nothing here can decrypt
@@ -17,5 +18,7 @@ pub mod model;
 pub mod packet;
 pub mod redact;
 pub mod route;
+#[cfg(feature = "sim")]
+pub mod sim;
 pub mod stun;
 pub mod table;

@@ -571,6 +571,35 @@ impl Model {
         })
     }
 
+    /// Records a consent refresh reported by a shard: a verified check on `addr`, which
+    /// must still be the endpoint's address (a refresh never moves it). Returns the update
+    /// that gives every shard the new deadline, or `None` when stale.
+    pub fn consent(
+        &mut self,
+        ep: EpIdx,
+        generation: u32,
+        addr: SocketAddr,
+        consent_until: Instant,
+    ) -> Option<Update> {
+        let slot = self.eps.get_mut(ep as usize)?;
+        if slot.generation != generation {
+            return None;
+        }
+        let e = slot.ep.as_mut()?;
+        match &mut e.addr {
+            Some((a, Latched::Stun { consent_until: c })) if *a == addr => {
+                *c = (*c).max(consent_until);
+                let consent_until = *c;
+                Some(Update::Address {
+                    ep,
+                    generation,
+                    addr: Some((addr, Latch::Stun { consent_until })),
+                })
+            }
+            _ => None,
+        }
+    }
+
     /// Ids of all conferences with their endpoint counts, sorted by id.
     pub fn list(&self) -> Vec<(String, usize)> {
         let mut out: Vec<_> = self
@@ -985,6 +1014,19 @@ mod tests {
         let later = m.conference("c", now + Duration::from_secs(31)).unwrap();
         assert!(!later.endpoints[0].latched);
         assert_eq!(later.endpoints[0].consent_expires_in, Some(Duration::ZERO));
+        // A refresh of another address (a shard's stale view) changes nothing; one of
+        // the current address extends consent and never shortens it.
+        let elsewhere: SocketAddr = "127.0.0.1:4001".parse().unwrap();
+        let refresh = now + Duration::from_secs(40);
+        assert!(m.consent(a.ep, a.generation, elsewhere, refresh).is_none());
+        assert!(m.consent(a.ep, a.generation + 1, addr, refresh).is_none());
+        assert!(m.consent(a.ep, a.generation, addr, refresh).is_some());
+        assert!(m.consent(a.ep, a.generation, addr, now).is_some());
+        let info = m.conference("c", now).unwrap();
+        assert_eq!(
+            info.endpoints[0].consent_expires_in,
+            Some(Duration::from_secs(40))
+        );
         // b declares the same address: a loses it, as in the shards
         m.set_address("c", "b", addr).unwrap();
         let info = m.conference("c", now).unwrap();

@@ -56,64 +56,81 @@ pub fn rtp_ssrc(pkt: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes([pkt[8], pkt[9], pkt[10], pkt[11]]))
 }
 
-/// Where an RTCP datagram must go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RtcpRoute {
-    /// A sender report: to the subscribers of this (sender) SSRC.
-    FromSender(u32),
-    /// Receiver feedback (RR, NACK, PLI, FIR, ...): to the publisher of this media SSRC.
-    ToMedia(u32),
-}
-
 const RTCP_SR: u8 = 200;
 const RTCP_RR: u8 = 201;
 const RTCP_RTPFB: u8 = 205;
 const RTCP_PSFB: u8 = 206;
 const PSFB_FIR: u8 = 4;
 
-/// Finds the routing target of an (S)RTCP compound packet.
-///
-/// A compound starting with an SR goes to the sender's subscribers: only its first eight
-/// bytes (header and sender SSRC) are read, which stay clear even in encrypted SRTCP.
-/// Otherwise the compound is walked (readable because receivers send feedback with E=0)
-/// until the first packet that names a media source: an RR report block, an RTPFB/PSFB
-/// media SSRC, or a FIR entry. The walk stops at the first header that is not RTCP
-/// version 2 with a length fitting the datagram, which is where the SRTCP trailer starts.
-pub fn rtcp_route(pkt: &[u8]) -> Option<RtcpRoute> {
-    let mut off = 0;
-    let mut first = true;
-    while pkt.len() >= off + 8 {
-        let b0 = pkt[off];
-        let pt = pkt[off + 1];
-        if b0 >> 6 != 2 || !(192..=223).contains(&pt) {
-            return None;
+/// The sender SSRC of an (S)RTCP compound that starts with a sender report, which goes to
+/// the subscribers of that SSRC. Only the first eight bytes (header and sender SSRC) are
+/// read: they stay clear even in encrypted SRTCP.
+#[inline]
+pub fn rtcp_sender_report(pkt: &[u8]) -> Option<u32> {
+    match pkt {
+        [b0, RTCP_SR, _, _, s0, s1, s2, s3, ..] if b0 >> 6 == 2 => {
+            Some(u32::from_be_bytes([*s0, *s1, *s2, *s3]))
         }
-        let words = usize::from(u16::from_be_bytes([pkt[off + 2], pkt[off + 3]]));
-        let len = 4 * (words + 1);
-        let count = b0 & 0x1f;
-        let word = |at: usize| -> Option<u32> {
-            let b = pkt.get(off + at..off + at + 4)?;
-            // The word must lie inside this packet's own declared length.
-            (at + 4 <= len).then(|| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-        };
-        match pt {
-            RTCP_SR if first => {
-                return Some(RtcpRoute::FromSender(u32::from_be_bytes([
-                    pkt[4], pkt[5], pkt[6], pkt[7],
-                ])));
-            }
-            RTCP_RR if count > 0 => return word(8).map(RtcpRoute::ToMedia),
-            RTCP_PSFB if count == PSFB_FIR => return word(12).map(RtcpRoute::ToMedia),
-            RTCP_RTPFB | RTCP_PSFB => return word(8).map(RtcpRoute::ToMedia),
-            _ => {}
-        }
-        first = false;
-        if off + len > pkt.len() {
-            return None;
-        }
-        off += len;
+        _ => None,
     }
-    None
+}
+
+/// Every media SSRC a receiver-feedback compound names, in order, possibly repeated: each
+/// RR report block, each RTPFB/PSFB media SSRC, each FIR entry. SRTCP cannot be split, so
+/// the whole compound goes to the publisher of every SSRC named here (that the sender
+/// may address).
+///
+/// The compound is readable because receivers send feedback with E=0. The walk stops at
+/// the first header that is not RTCP version 2 with a length fitting the datagram, which
+/// is where the SRTCP trailer starts; an SSRC is read only from inside its own packet's
+/// declared length. Allocates nothing.
+#[inline]
+pub fn rtcp_media_ssrcs(pkt: &[u8]) -> MediaSsrcs<'_> {
+    MediaSsrcs {
+        pkt,
+        off: 0,
+        index: 0,
+    }
+}
+
+/// Iterator returned by [`rtcp_media_ssrcs`].
+#[derive(Debug, Clone)]
+pub struct MediaSsrcs<'a> {
+    pkt: &'a [u8],
+    /// Start of the current RTCP packet in the compound.
+    off: usize,
+    /// Which of the current packet's SSRCs comes next.
+    index: usize,
+}
+
+impl Iterator for MediaSsrcs<'_> {
+    type Item = u32;
+
+    fn next(&mut self) -> Option<u32> {
+        loop {
+            let hdr = self.pkt.get(self.off..self.off.checked_add(4)?)?;
+            let (b0, pt) = (hdr[0], hdr[1]);
+            if b0 >> 6 != 2 || !(192..=223).contains(&pt) {
+                return None;
+            }
+            let len = 4 * (usize::from(u16::from_be_bytes([hdr[2], hdr[3]])) + 1);
+            let packet = self.pkt.get(self.off..self.off + len)?;
+            let count = usize::from(b0 & 0x1f);
+            // Offset of this packet's `index`-th media SSRC, if it has one.
+            let at = match pt {
+                RTCP_RR if self.index < count => Some(8 + 24 * self.index),
+                RTCP_PSFB if count == usize::from(PSFB_FIR) => Some(12 + 8 * self.index),
+                RTCP_RTPFB | RTCP_PSFB if self.index == 0 => Some(8),
+                _ => None,
+            };
+            if let Some(w) = at.and_then(|at| packet.get(at..at + 4)) {
+                self.index += 1;
+                return Some(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
+            }
+            self.off += len;
+            self.index = 0;
+        }
+    }
 }
 
 #[cfg(any(test, feature = "fuzzing"))]
@@ -125,7 +142,8 @@ pub fn fuzz_classify(data: &[u8]) {
             let _ = rtp_ssrc(data);
         }
         Class::Rtcp => {
-            let _ = rtcp_route(data);
+            let _ = rtcp_sender_report(data);
+            rtcp_media_ssrcs(data).for_each(drop);
         }
         Class::Stun | Class::Other => {}
     }
@@ -184,22 +202,32 @@ mod tests {
         assert_eq!(rtp_ssrc(&rtp(7, 0, None, 0)[..11]), None);
     }
 
+    fn ssrcs(pkt: &[u8]) -> Vec<u32> {
+        rtcp_media_ssrcs(pkt).collect()
+    }
+
     #[test]
     fn sr_goes_to_sender_subscribers() {
         let mut p = rtcp_hdr(0, 200, 6);
         p.extend_from_slice(&0x1234u32.to_be_bytes());
         p.extend(std::iter::repeat_n(0x55, 20 + 30)); // encrypted remainder
-        assert_eq!(rtcp_route(&p), Some(RtcpRoute::FromSender(0x1234)));
+        assert_eq!(rtcp_sender_report(&p), Some(0x1234));
+        assert_eq!(rtcp_sender_report(&p[..7]), None);
+        let mut rr = p.clone();
+        rr[1] = 201;
+        assert_eq!(rtcp_sender_report(&rr), None);
     }
 
     #[test]
-    fn feedback_goes_to_media_owner() {
-        // RR with one report block about 0xabc.
-        let mut rr = rtcp_hdr(1, 201, 7);
+    fn feedback_names_every_media_ssrc() {
+        // RR with report blocks about 0xabc and 0xdef.
+        let mut rr = rtcp_hdr(2, 201, 13);
         rr.extend_from_slice(&1u32.to_be_bytes());
-        rr.extend_from_slice(&0xabcu32.to_be_bytes());
-        rr.extend(std::iter::repeat_n(0, 20));
-        assert_eq!(rtcp_route(&rr), Some(RtcpRoute::ToMedia(0xabc)));
+        for s in [0xabcu32, 0xdef] {
+            rr.extend_from_slice(&s.to_be_bytes());
+            rr.extend(std::iter::repeat_n(0, 20));
+        }
+        assert_eq!(ssrcs(&rr), vec![0xabc, 0xdef]);
 
         // Empty RR, then a PLI about 0x77, then an SRTCP trailer.
         let mut c = rtcp_hdr(0, 201, 1);
@@ -209,37 +237,46 @@ mod tests {
         c.extend_from_slice(&0x77u32.to_be_bytes());
         c.extend_from_slice(&[0x00, 0, 0, 5]);
         c.extend(std::iter::repeat_n(0x99, 16));
-        assert_eq!(rtcp_route(&c), Some(RtcpRoute::ToMedia(0x77)));
+        assert_eq!(ssrcs(&c), vec![0x77]);
 
         // NACK.
         let mut n = rtcp_hdr(1, 205, 3);
         n.extend_from_slice(&1u32.to_be_bytes());
         n.extend_from_slice(&0x99u32.to_be_bytes());
         n.extend_from_slice(&[0, 5, 0, 0]);
-        assert_eq!(rtcp_route(&n), Some(RtcpRoute::ToMedia(0x99)));
+        assert_eq!(ssrcs(&n), vec![0x99]);
 
-        // FIR names the media in its FCI.
-        let mut f = rtcp_hdr(4, 206, 4);
+        // FIR names the media in its FCI entries, two of them here.
+        let mut f = rtcp_hdr(4, 206, 6);
         f.extend_from_slice(&1u32.to_be_bytes());
         f.extend_from_slice(&0u32.to_be_bytes());
-        f.extend_from_slice(&0x55u32.to_be_bytes());
-        f.extend_from_slice(&[1, 0, 0, 0]);
-        assert_eq!(rtcp_route(&f), Some(RtcpRoute::ToMedia(0x55)));
+        for s in [0x55u32, 0x56] {
+            f.extend_from_slice(&s.to_be_bytes());
+            f.extend_from_slice(&[1, 0, 0, 0]);
+        }
+        assert_eq!(ssrcs(&f), vec![0x55, 0x56]);
+
+        // All of them in one compound, in order.
+        let all = [rr, n, f].concat();
+        assert_eq!(ssrcs(&all), vec![0xabc, 0xdef, 0x99, 0x55, 0x56]);
     }
 
     #[test]
-    fn unroutable_rtcp_is_none() {
+    fn unroutable_rtcp_names_nothing() {
         // SDES alone.
         let mut s = rtcp_hdr(1, 202, 1);
         s.extend_from_slice(&1u32.to_be_bytes());
-        assert_eq!(rtcp_route(&s), None);
+        assert!(ssrcs(&s).is_empty());
         // RR whose declared length is too short to hold the report block it claims.
         let mut rr = rtcp_hdr(1, 201, 1);
         rr.extend_from_slice(&1u32.to_be_bytes());
         rr.extend_from_slice(&0xabcu32.to_be_bytes());
-        assert_eq!(rtcp_route(&rr), None);
-        // Truncated header.
-        assert_eq!(rtcp_route(&[0x80, 201, 0]), None);
+        assert!(ssrcs(&rr).is_empty());
+        // Truncated header; a packet longer than the datagram.
+        assert!(ssrcs(&[0x80, 201, 0]).is_empty());
+        let mut long = rtcp_hdr(1, 205, 9);
+        long.extend_from_slice(&[0; 8]);
+        assert!(ssrcs(&long).is_empty());
     }
 
     #[test]

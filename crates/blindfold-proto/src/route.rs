@@ -10,15 +10,27 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::counters::{DropReason, LocalCounters};
-use crate::packet::{self, Class, RtcpRoute};
+use crate::packet::{self, Class};
 use crate::stun::{self, BindingRequest};
 use crate::table::{IngressLimits, Latch, Table, TokenBucket, Update};
 
 /// What a router tells the control side, besides the transmits.
 #[derive(Debug, Clone)]
 pub enum ShardEvent {
-    /// A verified STUN check latched, moved or refreshed an endpoint.
+    /// A verified, nominating STUN check latched or moved an endpoint to `addr`.
     Latched {
+        /// Endpoint slot.
+        ep: crate::table::EpIdx,
+        /// Slot generation the shard saw.
+        generation: u32,
+        /// The checked source address.
+        addr: SocketAddr,
+        /// When consent lapses unless refreshed again.
+        consent_until: Instant,
+    },
+    /// A verified check on the endpoint's selected address `addr` refreshed its consent.
+    /// It moves nothing: if the endpoint has moved since, it is ignored.
+    Consent {
         /// Endpoint slot.
         ep: crate::table::EpIdx,
         /// Slot generation the shard saw.
@@ -47,6 +59,10 @@ const STUN_PER_SHARD: IngressLimits = IngressLimits {
 /// memory stays bounded however many addresses a flood spoofs, and a collision only
 /// makes the limit stricter for the two sources sharing a bucket.
 const STUN_SOURCE_BUCKETS: usize = 4096;
+
+/// Most distinct publishers one feedback compound is copied to: an RR carries at most 31
+/// report blocks, and the caller keeps room for a whole conference's fan-out per datagram.
+const MAX_FEEDBACK_TARGETS: usize = 32;
 
 /// One copy to send: which buffer (the caller's numbering) to which address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,8 +104,18 @@ pub struct Router {
 }
 
 impl Router {
-    /// An empty router.
+    /// An empty router whose secrets (hash keys) come from the OS.
     pub fn new(cfg: RouterConfig) -> Self {
+        Self::seeded(cfg, rand::random())
+    }
+
+    /// An empty router whose secrets derive from `seed`: for tests and the in-memory
+    /// harness, which must be deterministic. Never use a predictable seed in production:
+    /// an attacker who can predict the source-bucket hash can aim collisions.
+    pub fn seeded(cfg: RouterConfig, seed: u64) -> Self {
+        let k = |i: u64| {
+            seed.rotate_left(16 * i as u32) ^ 0x9e37_79b9_7f4a_7c15_u64.wrapping_mul(i + 1)
+        };
         Self {
             table: Table::default(),
             cfg,
@@ -97,7 +123,7 @@ impl Router {
             events: Vec::with_capacity(64),
             stun_shard: TokenBucket::new(STUN_PER_SHARD),
             stun_sources: vec![TokenBucket::new(STUN_PER_SOURCE); STUN_SOURCE_BUCKETS].into(),
-            hasher: ahash::RandomState::new(),
+            hasher: ahash::RandomState::with_seeds(k(0), k(1), k(2), k(3)),
         }
     }
 
@@ -209,7 +235,7 @@ impl Router {
         };
         match self.fan_out(ep, ssrc, buf, now, out) {
             Ok(n) => {
-                self.counters.rtp_forwarded += 1;
+                self.counters.rtp_forwarded += u64::from(n > 0);
                 Outcome::Forwarded(n)
             }
             Err(r) => Outcome::Dropped(r),
@@ -228,43 +254,66 @@ impl Router {
             Ok(ep) => ep,
             Err(r) => return Outcome::Dropped(r),
         };
-        let result = match packet::rtcp_route(pkt) {
-            Some(RtcpRoute::FromSender(ssrc)) => self.fan_out(ep, ssrc, buf, now, out),
-            Some(RtcpRoute::ToMedia(ssrc)) => self.feedback(ep, ssrc, buf, now, out),
-            None => Err(DropReason::RtcpNoTarget),
+        let result = match packet::rtcp_sender_report(pkt) {
+            Some(ssrc) => self.fan_out(ep, ssrc, buf, now, out),
+            None => self.feedback(ep, pkt, buf, now, out),
         };
         match result {
             Ok(n) => {
-                self.counters.rtcp_forwarded += 1;
+                self.counters.rtcp_forwarded += u64::from(n > 0);
                 Outcome::Forwarded(n)
             }
             Err(r) => Outcome::Dropped(r),
         }
     }
 
-    /// Receiver feedback goes to the owner of the media SSRC, and only from an endpoint
-    /// that subscribes to it, so nobody can aim feedback (PLI floods) at a stream it
-    /// does not receive.
+    /// Receiver feedback goes to the owner of each media SSRC it names, and only from an
+    /// endpoint that subscribes to that SSRC, so nobody can aim feedback (PLI floods) at
+    /// a stream it does not receive. SRTCP cannot be split: a compound naming several
+    /// publishers goes whole to each of them, once.
     fn feedback(
         &mut self,
         ep: u32,
-        ssrc: u32,
+        pkt: &[u8],
         buf: u16,
         now: Instant,
         out: &mut Vec<Transmit>,
     ) -> Result<usize, DropReason> {
         let t = &self.table;
-        let route = t
-            .route_in_conference_of(ep, ssrc)
-            .filter(|r| r.subscribers.contains(&ep))
+        let routes = t
+            .slot(ep)
+            .and_then(|s| t.routes(s.conf))
             .ok_or(DropReason::RtcpNoTarget)?;
-        match t.slot(route.owner).and_then(|s| s.dest(now)) {
-            Some(dst) => {
-                out.push(Transmit { buf, dst });
-                Ok(1)
+        let mut owners = [0; MAX_FEEDBACK_TARGETS];
+        let mut n_owners = 0;
+        for ssrc in packet::rtcp_media_ssrcs(pkt) {
+            let Some(route) = routes.get(ssrc) else {
+                continue;
+            };
+            if owners[..n_owners].contains(&route.owner) || !route.subscribers.contains(&ep) {
+                continue;
             }
-            None => Err(DropReason::NoDestination),
+            owners[n_owners] = route.owner;
+            n_owners += 1;
+            if n_owners == MAX_FEEDBACK_TARGETS {
+                break;
+            }
         }
+        if n_owners == 0 {
+            return Err(DropReason::RtcpNoTarget);
+        }
+        let mut n = 0;
+        for &owner in &owners[..n_owners] {
+            if let Some(dst) = t.slot(owner).and_then(|s| s.dest(now)) {
+                out.push(Transmit { buf, dst });
+                n += 1;
+            }
+        }
+        if n == 0 {
+            return Err(DropReason::NoDestination);
+        }
+        self.counters.drops[DropReason::NoDestination as usize] += (n_owners - n) as u64;
+        Ok(n)
     }
 
     fn stun(
@@ -296,25 +345,44 @@ impl Router {
         {
             return Outcome::Dropped(DropReason::StunRateLimited);
         }
+        let txid = req.transaction_id();
+        if slot.recent.replayed(&txid, src) {
+            return Outcome::Dropped(DropReason::StunReplayed);
+        }
         if !req.verify_integrity(&ice.pwd) {
             return Outcome::Dropped(DropReason::StunBadIntegrity);
         }
-        let len = stun::write_binding_success(reply, &req.transaction_id(), src, &ice.pwd);
+        let len = stun::write_binding_success(reply, &txid, src, &ice.pwd);
         let generation = slot.generation;
-        let moved = slot.addr.map(|(a, _)| a) != Some(src);
-        let consent_until = now + self.cfg.consent_timeout;
-        self.table
-            .set_address(ep, generation, Some((src, Latch::Stun { consent_until })));
-        if moved {
-            self.counters.latches += 1;
+        let current = slot.addr.map(|(a, _)| a) == Some(src);
+        if let Some(slot) = self.table.slot_mut(ep) {
+            slot.recent.remember(txid, src);
         }
+        let consent_until = now + self.cfg.consent_timeout;
         self.counters.stun_answered += 1;
-        self.events.push(ShardEvent::Latched {
-            ep,
-            generation,
-            addr: src,
-            consent_until,
-        });
+        if current {
+            // A check on the selected pair refreshes its consent (RFC 7675).
+            self.table
+                .set_address(ep, generation, Some((src, Latch::Stun { consent_until })));
+            self.events.push(ShardEvent::Consent {
+                ep,
+                generation,
+                addr: src,
+                consent_until,
+            });
+        } else if req.use_candidate() {
+            // Media follows the pair the controlling agent nominates (RFC 8445 §8.2.1);
+            // checks on other pairs are answered and move nothing.
+            self.table
+                .set_address(ep, generation, Some((src, Latch::Stun { consent_until })));
+            self.counters.latches += 1;
+            self.events.push(ShardEvent::Latched {
+                ep,
+                generation,
+                addr: src,
+                consent_until,
+            });
+        }
         Outcome::Reply(len)
     }
 }
@@ -400,236 +468,4 @@ fn fuzz_router() -> Router {
         routes: Some(std::sync::Arc::new(b.build())),
     });
     r
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::table::{ConfRoutesBuilder, IceCreds, IngressLimits};
-    use std::sync::Arc;
-
-    const PWD: &str = "0123456789abcdefghijklmn";
-
-    fn addr(port: u16) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], port))
-    }
-
-    fn rtp(ssrc: u32) -> Vec<u8> {
-        let mut p = vec![0x80, 96, 0, 1, 0, 0, 0, 1];
-        p.extend_from_slice(&ssrc.to_be_bytes());
-        p.extend_from_slice(&[0xee; 40]);
-        p
-    }
-
-    fn pli(sender: u32, media: u32) -> Vec<u8> {
-        let mut p = vec![0x81, 206, 0, 2];
-        p.extend_from_slice(&sender.to_be_bytes());
-        p.extend_from_slice(&media.to_be_bytes());
-        p
-    }
-
-    fn sr(sender: u32) -> Vec<u8> {
-        let mut p = vec![0x80, 200, 0, 6];
-        p.extend_from_slice(&sender.to_be_bytes());
-        p.extend_from_slice(&[0x11; 20]);
-        p
-    }
-
-    /// Conference 0 with endpoints 0 (publishes 100), 1 and 2 (subscribe), 3 (not
-    /// subscribed); all declared-latched at ports 1000+ep.
-    fn router() -> Router {
-        let mut r = Router::new(RouterConfig {
-            consent_timeout: Duration::from_secs(30),
-        });
-        for ep in 0..4u32 {
-            r.apply(Update::Endpoint {
-                ep,
-                generation: 1,
-                conf: 0,
-                ice: Some(IceCreds {
-                    ufrag: format!("fwd{ep}").into(),
-                    pwd: PWD.as_bytes().into(),
-                }),
-                limits: IngressLimits::UNLIMITED,
-            });
-            r.apply(Update::Address {
-                ep,
-                generation: 1,
-                addr: Some((addr(1000 + ep as u16), Latch::Declared)),
-            });
-        }
-        let mut b = ConfRoutesBuilder::default();
-        b.own(100, 0).unwrap();
-        b.own(200, 1).unwrap();
-        b.subscribe(100, 1);
-        b.subscribe(100, 2);
-        b.subscribe(200, 0);
-        r.apply(Update::Routes {
-            conf: 0,
-            routes: Some(Arc::new(b.build())),
-        });
-        r
-    }
-
-    fn handle(
-        r: &mut Router,
-        pkt: &[u8],
-        src: SocketAddr,
-        now: Instant,
-    ) -> (Outcome, Vec<Transmit>) {
-        let mut out = Vec::with_capacity(16);
-        let mut reply = [0u8; stun::MAX_RESPONSE];
-        let o = r.handle(7, pkt, src, now, &mut out, &mut reply);
-        (o, out)
-    }
-
-    #[test]
-    fn rtp_fans_out_to_subscribers_only() {
-        let mut r = router();
-        let (o, out) = handle(&mut r, &rtp(100), addr(1000), Instant::now());
-        assert_eq!(o, Outcome::Forwarded(2));
-        let dsts: Vec<_> = out.iter().map(|t| t.dst).collect();
-        assert_eq!(dsts, vec![addr(1001), addr(1002)]);
-        assert!(out.iter().all(|t| t.buf == 7));
-    }
-
-    #[test]
-    fn unknown_source_and_foreign_ssrc_are_dropped() {
-        let mut r = router();
-        let now = Instant::now();
-        assert_eq!(
-            handle(&mut r, &rtp(100), addr(9999), now).0,
-            Outcome::Dropped(DropReason::UnknownSource)
-        );
-        // Endpoint 3 tries to send endpoint 0's SSRC.
-        assert_eq!(
-            handle(&mut r, &rtp(100), addr(1003), now).0,
-            Outcome::Dropped(DropReason::SsrcNotOwned)
-        );
-        let c = r.take_counters();
-        assert_eq!(c.drops[DropReason::UnknownSource as usize], 1);
-        assert_eq!(c.drops[DropReason::SsrcNotOwned as usize], 1);
-    }
-
-    #[test]
-    fn rtcp_routes_both_ways() {
-        let mut r = router();
-        let now = Instant::now();
-        // SR from the publisher reaches its subscribers.
-        let (o, out) = handle(&mut r, &sr(100), addr(1000), now);
-        assert_eq!(o, Outcome::Forwarded(2));
-        assert_eq!(out[0].dst, addr(1001));
-        // PLI from a subscriber reaches the publisher.
-        let (o, out) = handle(&mut r, &pli(7, 100), addr(1002), now);
-        assert_eq!(o, Outcome::Forwarded(1));
-        assert_eq!(out[0].dst, addr(1000));
-        // PLI from a non-subscriber is refused.
-        assert_eq!(
-            handle(&mut r, &pli(7, 100), addr(1003), now).0,
-            Outcome::Dropped(DropReason::RtcpNoTarget)
-        );
-    }
-
-    #[test]
-    fn stun_latches_moves_and_rejects_bad_integrity() {
-        let mut r = router();
-        let now = Instant::now();
-        let req = stun::binding_request([1; 12], "fwd3", "cli", PWD.as_bytes());
-        let mut out = Vec::new();
-        let mut reply = [0u8; stun::MAX_RESPONSE];
-        let o = r.handle(0, &req, addr(5000), now, &mut out, &mut reply);
-        let Outcome::Reply(len) = o else {
-            panic!("expected a reply, got {o:?}")
-        };
-        let mapped = stun::parse_binding_success(&reply[..len], &[1; 12], PWD.as_bytes()).unwrap();
-        assert_eq!(mapped, addr(5000));
-        assert_eq!(r.table().by_addr(&addr(5000)), Some(3));
-        assert_eq!(r.table().by_addr(&addr(1003)), None);
-        assert_eq!(r.drain_events().count(), 1);
-
-        let bad = stun::binding_request([2; 12], "fwd2", "cli", b"wrong-password-xxxxxxxxx");
-        let o = r.handle(0, &bad, addr(6000), now, &mut out, &mut reply);
-        assert_eq!(o, Outcome::Dropped(DropReason::StunBadIntegrity));
-        assert_eq!(r.table().by_addr(&addr(6000)), None);
-        assert_eq!(r.drain_events().count(), 0);
-    }
-
-    #[test]
-    fn stun_floods_from_one_source_are_limited() {
-        let mut r = router();
-        let now = Instant::now();
-        let bad = stun::binding_request([2; 12], "fwd2", "cli", b"wrong-password-xxxxxxxxx");
-        let mut reply = [0u8; stun::MAX_RESPONSE];
-        let limited = (0..200)
-            .filter(|_| {
-                r.handle(0, &bad, addr(6000), now, &mut Vec::new(), &mut reply)
-                    == Outcome::Dropped(DropReason::StunRateLimited)
-            })
-            .count();
-        assert_eq!(
-            limited, 150,
-            "50 checks per second per source, then refused"
-        );
-        // Another source is not affected.
-        let good = stun::binding_request([1; 12], "fwd1", "cli", PWD.as_bytes());
-        let o = r.handle(0, &good, addr(6001), now, &mut Vec::new(), &mut reply);
-        assert!(matches!(o, Outcome::Reply(_)), "{o:?}");
-    }
-
-    #[test]
-    fn consent_lapse_stops_copies() {
-        let mut r = router();
-        let now = Instant::now();
-        let req = stun::binding_request([1; 12], "fwd1", "cli", PWD.as_bytes());
-        let mut reply = [0u8; stun::MAX_RESPONSE];
-        r.handle(0, &req, addr(5001), now, &mut Vec::new(), &mut reply);
-        let later = now + Duration::from_secs(31);
-        let (o, out) = handle(&mut r, &rtp(100), addr(1000), later);
-        assert_eq!(o, Outcome::Forwarded(1));
-        assert_eq!(out[0].dst, addr(1002));
-    }
-
-    #[test]
-    fn removed_endpoint_gets_nothing_at_once() {
-        let mut r = router();
-        r.apply(Update::RemoveEndpoint { ep: 2 });
-        let (o, out) = handle(&mut r, &rtp(100), addr(1000), Instant::now());
-        assert_eq!(o, Outcome::Forwarded(1));
-        assert_eq!(out[0].dst, addr(1001));
-        assert_eq!(
-            handle(&mut r, &rtp(1), addr(1002), Instant::now()).0,
-            Outcome::Dropped(DropReason::UnknownSource)
-        );
-    }
-
-    #[test]
-    fn ingress_limit_drops_excess() {
-        let mut r = router();
-        r.apply(Update::Endpoint {
-            ep: 0,
-            generation: 2,
-            conf: 0,
-            ice: None,
-            limits: IngressLimits {
-                packets_per_sec: 10,
-                bytes_per_sec: 0,
-                burst_ms: 1000,
-            },
-        });
-        r.apply(Update::Address {
-            ep: 0,
-            generation: 2,
-            addr: Some((addr(1000), Latch::Declared)),
-        });
-        let now = Instant::now();
-        let ok = (0..100)
-            .filter(|_| {
-                matches!(
-                    handle(&mut r, &rtp(100), addr(1000), now).0,
-                    Outcome::Forwarded(_)
-                )
-            })
-            .count();
-        assert_eq!(ok, 10);
-    }
 }

@@ -209,6 +209,64 @@ impl IngressLimits {
     };
 }
 
+impl IngressLimits {
+    /// Checks that a full bucket can pass at least one datagram of `max_packet` bytes
+    /// under every limit that is on: a burst holding less than one packet (or fewer
+    /// bytes than one maximum datagram) would drop everything, silently.
+    pub fn check(&self, max_packet: usize) -> Result<(), IngressLimitError> {
+        let burst = u64::from(self.burst_ms);
+        if self.packets_per_sec != 0 && u64::from(self.packets_per_sec) * burst < 1000 {
+            return Err(IngressLimitError::Packets {
+                packets_per_sec: self.packets_per_sec,
+                burst_ms: self.burst_ms,
+            });
+        }
+        let bytes = u64::from(self.bytes_per_sec) * burst / 1000;
+        if self.bytes_per_sec != 0 && bytes < max_packet as u64 {
+            return Err(IngressLimitError::Bytes {
+                bytes_per_sec: self.bytes_per_sec,
+                burst_ms: self.burst_ms,
+                bytes,
+                max_packet,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Ingress limits that would drop every datagram (see [`IngressLimits::check`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum IngressLimitError {
+    /// The packet bucket holds less than one packet.
+    #[error(
+        "ingress limits would drop every packet: a burst of {burst_ms} ms at \
+         {packets_per_sec} packets/s holds less than one packet (raise the burst or the \
+         rate so that rate x burst >= 1000, or set the packet rate to 0 to switch it off)"
+    )]
+    Packets {
+        /// Configured packets per second.
+        packets_per_sec: u32,
+        /// Configured burst.
+        burst_ms: u32,
+    },
+    /// The byte bucket holds less than one maximum datagram.
+    #[error(
+        "ingress limits would drop every large packet: a burst of {burst_ms} ms at \
+         {bytes_per_sec} bytes/s holds {bytes} bytes, less than one {max_packet}-byte \
+         datagram (raise the burst or the rate, or set the byte rate to 0 to switch it off)"
+    )]
+    Bytes {
+        /// Configured bytes per second.
+        bytes_per_sec: u32,
+        /// Configured burst.
+        burst_ms: u32,
+        /// What the burst holds.
+        bytes: u64,
+        /// The largest datagram the forwarder accepts.
+        max_packet: usize,
+    },
+}
+
 /// A token bucket over packets and bytes, refilled from the `now` the caller passes in.
 #[derive(Debug, Clone)]
 pub struct TokenBucket {
@@ -263,6 +321,42 @@ impl TokenBucket {
     }
 }
 
+/// How many of an endpoint's recent checks a shard remembers, with the address each came
+/// from: the checks in flight and a couple of consent intervals' worth.
+pub const RECENT_CHECKS: usize = 4;
+
+/// An endpoint's recently verified STUN transaction ids and their sources, so a captured
+/// check replayed from another address is refused. Per shard: a replay that hashes to
+/// another shard is not seen here, and moves nothing there either, because a move needs
+/// the return-path proof.
+#[derive(Debug, Clone, Default)]
+pub struct RecentChecks {
+    entries: [Option<([u8; 12], SocketAddr)>; RECENT_CHECKS],
+    next: usize,
+}
+
+impl RecentChecks {
+    /// Whether `txid` was already verified for this endpoint from an address other than
+    /// `src` (a retransmission from `src` itself is not a replay).
+    #[inline]
+    pub fn replayed(&self, txid: &[u8; 12], src: SocketAddr) -> bool {
+        self.entries
+            .iter()
+            .flatten()
+            .any(|(t, a)| t == txid && *a != src)
+    }
+
+    /// Remembers a verified check, evicting the oldest.
+    #[inline]
+    pub fn remember(&mut self, txid: [u8; 12], src: SocketAddr) {
+        if self.entries.iter().flatten().any(|(t, _)| *t == txid) {
+            return;
+        }
+        self.entries[self.next] = Some((txid, src));
+        self.next = (self.next + 1) % RECENT_CHECKS;
+    }
+}
+
 /// One endpoint as a shard sees it.
 #[derive(Debug, Clone)]
 pub struct Slot {
@@ -276,6 +370,8 @@ pub struct Slot {
     pub addr: Option<(SocketAddr, Latch)>,
     /// Ingress token bucket (per shard: a sender's packets hash to one shard).
     pub bucket: TokenBucket,
+    /// Recently verified checks, against replays.
+    pub recent: RecentChecks,
 }
 
 impl Slot {
@@ -325,6 +421,7 @@ impl Table {
                     ice,
                     addr: None,
                     bucket: TokenBucket::new(limits),
+                    recent: RecentChecks::default(),
                 });
             }
             Update::RemoveEndpoint { ep } => self.remove_endpoint(ep),
@@ -534,6 +631,31 @@ mod tests {
         let s = t.slot(0).unwrap();
         assert_eq!(s.dest(now), Some(addr(5)));
         assert_eq!(s.dest(now + Duration::from_secs(31)), None);
+    }
+
+    #[test]
+    fn recent_checks_catch_replays_until_evicted() {
+        let mut r = RecentChecks::default();
+        r.remember([1; 12], addr(1));
+        assert!(
+            !r.replayed(&[1; 12], addr(1)),
+            "a retransmission is no replay"
+        );
+        assert!(r.replayed(&[1; 12], addr(2)));
+        r.remember([1; 12], addr(2));
+        assert!(
+            r.replayed(&[1; 12], addr(2)),
+            "the first source stays the owner"
+        );
+        for t in 2..=RECENT_CHECKS as u8 {
+            r.remember([t; 12], addr(1));
+            assert!(r.replayed(&[1; 12], addr(2)));
+        }
+        r.remember([99; 12], addr(1));
+        assert!(
+            !r.replayed(&[1; 12], addr(2)),
+            "evicted after {RECENT_CHECKS} newer"
+        );
     }
 
     #[test]

@@ -1,91 +1,41 @@
-//! The signalling service's client of the forwarder control API (issue 2's contract):
-//! create and delete conferences and endpoints, set tracks and subscriptions.
+//! The forwarders the service places calls on, each driven through the typed control
+//! client of `blindfold-control`: async, bounded in concurrency, and with the idempotent
+//! readings the service relies on (an existing conference is taken as its own, deleting
+//! something already gone succeeds).
 //!
-//! Owns the HTTP calls and their error mapping only. It must not touch keys (the
-//! forwarder never hears of them) nor the service's membership state. Calls are blocking
-//! (ureq) and run on tokio's blocking pool, so a slow forwarder never stalls the
-//! WebSocket tasks.
+//! Owns the calls and the per-forwarder endpoint count used for placement. Must not touch
+//! keys (the forwarder never hears of them) nor the service's membership state, and must
+//! never be called while a conference's state is locked.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
-use serde::Deserialize;
-use serde_json::{Value, json};
+use blindfold_control::client::{Client, ControlError};
+use blindfold_control::{EndpointCreated, SubscriptionJson, TrackJson};
+use tokio::sync::Semaphore;
 
-use super::proto::{Candidate, Ice, Track};
+/// Most control calls in flight to one forwarder. The forwarder serves 256 connections;
+/// a publish in a large call fans out to one subscription update per member, which this
+/// keeps from taking all of them.
+const MAX_IN_FLIGHT: usize = 32;
 
-/// A control API call failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ControlError {
-    /// The forwarder could not be reached or the connection broke.
-    #[error("forwarder unreachable: {0}")]
-    Transport(String),
-    /// The forwarder answered with an unexpected status.
-    #[error("forwarder answered {status}")]
-    Status {
-        /// HTTP status.
-        status: u16,
-        /// The error body (the forwarder's own JSON error, which carries no secrets).
-        body: String,
-    },
-    /// The answer did not have the documented shape.
-    #[error("unexpected answer from the forwarder: {0}")]
-    Body(String),
-}
-
-impl ControlError {
-    /// The HTTP status, when the forwarder answered.
-    pub fn status(&self) -> Option<u16> {
-        match self {
-            ControlError::Status { status, .. } => Some(*status),
-            _ => None,
-        }
-    }
-}
-
-/// What creating an endpoint returns.
-#[derive(Debug, Clone, Deserialize)]
-pub struct NewEndpoint {
-    /// ICE credentials.
-    pub ice: Ice,
-    /// Media addresses.
-    pub candidates: Vec<Candidate>,
-}
-
-/// One forwarder the service may place conferences on.
-pub struct ForwarderClient {
-    base: String,
-    auth: String,
-    agent: ureq::Agent,
-    /// Endpoints this service currently holds on it (for least-loaded placement).
+/// One forwarder.
+#[derive(Debug)]
+pub struct Forwarder {
+    client: Client,
+    /// Endpoints this service holds on it (for least-loaded placement).
     endpoints: AtomicUsize,
+    in_flight: Semaphore,
 }
 
-impl std::fmt::Debug for ForwarderClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The token stays out of debug output.
-        f.debug_struct("ForwarderClient")
-            .field("base", &self.base)
-            .field("endpoints", &self.endpoints.load(Ordering::Relaxed))
-            .finish_non_exhaustive()
-    }
-}
-
-impl ForwarderClient {
-    /// A client for the control API at `base` (e.g. `http://127.0.0.1:8480`).
-    pub fn new(base: &str, token: &str) -> Self {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(5)))
-            .build()
-            .into();
-        Self {
-            base: base.trim_end_matches('/').to_string(),
-            auth: format!("Bearer {token}"),
-            agent,
+impl Forwarder {
+    /// A forwarder whose control API is at `base` (e.g. `http://127.0.0.1:8480`).
+    pub fn new(base: &str, token: &str) -> Result<Self, ControlError> {
+        Ok(Self {
+            client: Client::new(base, Some(token))?,
             endpoints: AtomicUsize::new(0),
-        }
+            in_flight: Semaphore::new(MAX_IN_FLIGHT),
+        })
     }
 
     /// Endpoints this service holds on this forwarder.
@@ -93,159 +43,84 @@ impl ForwarderClient {
         self.endpoints.load(Ordering::Relaxed)
     }
 
-    fn call(
+    async fn call<T>(
         &self,
-        method: &str,
-        path: &str,
-        body: Option<Value>,
-    ) -> Result<(u16, String), ControlError> {
-        let url = format!("{}{}", self.base, path);
-        let text = body.map(|b| b.to_string());
-        let resp = match (method, text) {
-            ("DELETE", _) => self
-                .agent
-                .delete(&url)
-                .header("Authorization", &self.auth)
-                .call(),
-            ("GET", _) => self
-                .agent
-                .get(&url)
-                .header("Authorization", &self.auth)
-                .call(),
-            ("POST", Some(t)) => self
-                .agent
-                .post(&url)
-                .header("Authorization", &self.auth)
-                .content_type("application/json")
-                .send(t),
-            ("PUT", Some(t)) => self
-                .agent
-                .put(&url)
-                .header("Authorization", &self.auth)
-                .content_type("application/json")
-                .send(t),
-            _ => return Err(ControlError::Body(format!("no body for {method}"))),
-        };
-        let mut resp = resp.map_err(|e| ControlError::Transport(e.to_string()))?;
-        let status = resp.status().as_u16();
-        let text = resp
-            .body_mut()
-            .with_config()
-            .limit(1 << 20)
-            .read_to_string()
-            .unwrap_or_default();
-        Ok((status, text))
+        f: impl Future<Output = Result<T, ControlError>>,
+    ) -> Result<T, ControlError> {
+        // The semaphore is never closed; if it were, calling unbounded is still correct.
+        let _permit = self.in_flight.acquire().await.ok();
+        f.await
     }
 
-    fn expect(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<Value>,
-        ok: &[u16],
-    ) -> Result<String, ControlError> {
-        let (status, text) = self.call(method, path, body)?;
-        if ok.contains(&status) {
-            Ok(text)
-        } else {
-            Err(ControlError::Status { status, body: text })
+    /// Creates conference `conf`; one that exists already is taken as is (a restarted
+    /// service, or a conference another joiner's request created).
+    pub async fn create_conference(&self, conf: &str) -> Result<(), ControlError> {
+        match self.call(self.client.create_conference(Some(conf))).await {
+            Ok(_) | Err(ControlError::Exists(_)) => Ok(()),
+            Err(e) => Err(e),
         }
     }
 
-    /// Creates conference `conf`; an existing one (409) is taken as is.
-    pub fn create_conference(&self, conf: &str) -> Result<(), ControlError> {
-        self.expect(
-            "POST",
-            "/v1/conferences",
-            Some(json!({ "id": conf })),
-            &[200, 201, 409],
-        )
-        .map(|_| ())
-    }
-
-    /// Deletes conference `conf`; a missing one (404) is already gone.
-    pub fn delete_conference(&self, conf: &str) -> Result<(), ControlError> {
-        self.expect(
-            "DELETE",
-            &format!("/v1/conferences/{conf}"),
-            None,
-            &[200, 204, 404],
-        )
-        .map(|_| ())
+    /// Deletes conference `conf`; a missing one is already gone.
+    pub async fn delete_conference(&self, conf: &str) -> Result<(), ControlError> {
+        match self.call(self.client.delete_conference(conf)).await {
+            Ok(()) | Err(ControlError::NotFound(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Creates endpoint `ep` in `conf`.
-    pub fn create_endpoint(&self, conf: &str, ep: &str) -> Result<NewEndpoint, ControlError> {
-        let text = self.expect(
-            "POST",
-            &format!("/v1/conferences/{conf}/endpoints"),
-            Some(json!({ "id": ep })),
-            &[200, 201],
-        )?;
-        let created: NewEndpoint =
-            serde_json::from_str(&text).map_err(|e| ControlError::Body(e.to_string()))?;
+    pub async fn create_endpoint(
+        &self,
+        conf: &str,
+        ep: &str,
+    ) -> Result<EndpointCreated, ControlError> {
+        let created = self
+            .call(self.client.create_endpoint(conf, Some(ep)))
+            .await?;
         self.endpoints.fetch_add(1, Ordering::Relaxed);
         Ok(created)
     }
 
-    /// Deletes endpoint `ep`: from the forwarder's answer on it receives nothing more.
-    pub fn delete_endpoint(&self, conf: &str, ep: &str) -> Result<(), ControlError> {
-        let result = self
-            .expect(
-                "DELETE",
-                &format!("/v1/conferences/{conf}/endpoints/{ep}"),
-                None,
-                &[200, 204, 404],
-            )
-            .map(|_| ());
-        if result.is_ok() {
-            let _ = self
-                .endpoints
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    /// Deletes endpoint `ep`: once this returns, it receives nothing more. A missing one
+    /// is already gone.
+    pub async fn delete_endpoint(&self, conf: &str, ep: &str) -> Result<(), ControlError> {
+        match self.call(self.client.delete_endpoint(conf, ep)).await {
+            Ok(()) | Err(ControlError::NotFound(_)) => {
+                let _ = self
+                    .endpoints
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+                Ok(())
+            }
+            Err(e) => Err(e),
         }
-        result
     }
 
     /// Replaces the tracks `ep` publishes.
-    pub fn set_tracks(&self, conf: &str, ep: &str, tracks: &[Track]) -> Result<(), ControlError> {
-        self.expect(
-            "PUT",
-            &format!("/v1/conferences/{conf}/endpoints/{ep}/tracks"),
-            Some(json!({ "tracks": tracks })),
-            &[200, 204],
-        )
-        .map(|_| ())
-    }
-
-    /// Replaces what `ep` receives: (publishing endpoint, track) pairs.
-    pub fn set_subscriptions(
+    pub async fn set_tracks(
         &self,
         conf: &str,
         ep: &str,
-        subs: &[(String, String)],
+        tracks: Vec<TrackJson>,
     ) -> Result<(), ControlError> {
-        let subs: Vec<Value> = subs
-            .iter()
-            .map(|(e, t)| json!({ "endpoint": e, "track": t }))
-            .collect();
-        self.expect(
-            "PUT",
-            &format!("/v1/conferences/{conf}/endpoints/{ep}/subscriptions"),
-            Some(json!({ "subscriptions": subs })),
-            &[200, 204],
-        )
-        .map(|_| ())
+        self.call(self.client.set_tracks(conf, ep, tracks)).await
+    }
+
+    /// Replaces what `ep` receives.
+    pub async fn set_subscriptions(
+        &self,
+        conf: &str,
+        ep: &str,
+        subs: Vec<SubscriptionJson>,
+    ) -> Result<(), ControlError> {
+        self.call(self.client.set_subscriptions(conf, ep, subs))
+            .await
     }
 }
 
-/// Runs a blocking control call on tokio's blocking pool.
-pub async fn blocking<T, F>(client: &Arc<ForwarderClient>, f: F) -> Result<T, ControlError>
-where
-    T: Send + 'static,
-    F: FnOnce(&ForwarderClient) -> Result<T, ControlError> + Send + 'static,
-{
-    let client = client.clone();
-    tokio::task::spawn_blocking(move || f(&client))
-        .await
-        .map_err(|e| ControlError::Transport(format!("control task failed: {e}")))?
+/// The forwarders, least loaded first.
+pub fn by_load(all: &[Arc<Forwarder>]) -> Vec<Arc<Forwarder>> {
+    let mut v = all.to_vec();
+    v.sort_by_key(|f| f.load());
+    v
 }

@@ -1,12 +1,10 @@
-//! blindfold-signal: the reference signalling service (`blindfold signal`): participants meet
-//! here, it drives one or more forwarders through their control API, and it is the MLS
-//! delivery service of every call it carries.
+//! blindfold-signal: the reference signalling service (`blindfold signal`): participants meet here, and it
+//! drives one or more forwarders through their control API.
 //!
-//! Owns: the WebSocket endpoint participants connect to, join admission, each conference's
-//! membership as the forwarder sees it, its placement on a forwarder, and the relay and
-//! ordering of MLS messages. Must not touch: any key (it relays MLS messages as opaque hex
-//! and reads only their clear header; it never tells a forwarder about keys), the disk (it
-//! stores nothing), or info-level logs of ids or addresses.
+//! Owns: the WebSocket endpoint participants connect to, each conference's membership,
+//! its placement on a forwarder, and the relay of sealed key messages. Must not touch: any
+//! key (it relays key messages as opaque hex it cannot open, and never tells a forwarder
+//! about keys), the disk (it stores nothing), or info-level logs of ids or addresses.
 //!
 //! # Protocol v1 (WebSocket at `/v1/ws`, one JSON text frame per message)
 //! Every frame is an object with `"v": 1` and a `"type"` tag ([`proto`] has the types).
@@ -28,7 +26,13 @@
 //! | `member_joined {member, key_package}` / `member_left {participant}` | a join request for the group / a leave (the group commits the removal) |
 //! | `tracks {participant, tracks}` | a member's tracks changed |
 //! | `handshake {from, message}` / `welcome {message}` | an MLS message in the service's order / this participant's Welcome |
+//! | `published {}` | the forwarder holds the tracks just published: start sending media |
 //! | `left {}` / `error {code, message}` | leave done / request refused |
+//!
+//! Error codes: `bad_request`, `wrong_state`, `participant_taken`, `bad_proof`,
+//! `conference_unknown` (join again with the join key), `stale_commit`, `forwarder`
+//! (refused or unreachable), `capacity` (the forwarders or the service are full: retry
+//! later), `source_limit` (this address holds too much), `join_timeout`.
 //!
 //! # Join admission (issue 14 item 6)
 //! Each connection gets a fresh random challenge. A join answers it with
@@ -39,7 +43,7 @@
 //! another connection is worthless, and a participant id that was ever in the conference is
 //! refused, so a departed member's id cannot be taken over; the real member rejoins with a
 //! fresh id. The join key opens nothing: admission to the *group* is the members' check of
-//! the credential in the KeyPackage ([`proto`] relays it untouched).
+//! the credential in the KeyPackage, which the service relays untouched.
 //!
 //! # Delivery service
 //! The service reads the clear header of each handshake message (group id, epoch, content
@@ -48,35 +52,49 @@
 //! Commits for that epoch are refused (`stale_commit`). It can stall a call (drop or delay
 //! Commits: the members then stop sending, see `blindfold_e2ee::session`), and it can remove
 //! a member by announcing a leave (which it could do anyway by not forwarding); it cannot
-//! add anyone, keep a leaver in, or read a key.
+//! add anyone, keep a leaver in, or read a key. Built with the `hostile-testing` feature
+//! (tests only) it drops, delays, forks and replays on command ([`hostile`]).
 //!
-//! A join creates the conference on the least loaded forwarder (by endpoints this service
-//! holds there) and an endpoint named by the participant's ephemeral id. Publishing sets
-//! the endpoint's tracks; subscriptions follow every change. A `leave` or a dropped
-//! WebSocket deletes the endpoint on the forwarder *before* the others are told, so a
-//! leaver stops receiving at once, before the group's rekey.
+//! A join creates the conference on the least loaded forwarder with room (by endpoints
+//! this service holds there) and an endpoint named by the participant's ephemeral id.
+//! Publishing sets the endpoint's tracks, then answers `published`; subscriptions follow
+//! every change. A `leave` or a dropped WebSocket deletes the endpoint on the forwarder
+//! *before* the others are told, so a leaver stops receiving at once, before the group's
+//! rekey. [`service`] says how this order holds without a lock across forwarder calls.
+//!
+//! # Limits (strangers must not exhaust it)
+//! WebSocket frames and messages are capped at [`proto::MAX_FRAME`]; connections are
+//! capped in total and per source address (answered `503` and closed); a connection must
+//! join within `--join-timeout-secs` and prove the call secret; one source may hold only so
+//! many conferences it created; each connection's outgoing queue is bounded
+//! in bytes, and a member that stops reading is disconnected (a leave) instead of growing
+//! the service's memory. [`limits::Limits`] lists the flags.
 //!
 //! The control token travels in an `Authorization` header over plain HTTP: keep the
 //! control API on a private network (or loopback), as the forwarder's docs say.
 
+mod accept;
+mod connection;
 pub mod forwarders;
 #[cfg(feature = "hostile-testing")]
 pub mod hostile;
+pub mod limits;
 pub mod mls_header;
 pub mod proto;
-pub mod server;
+pub mod service;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{State, WebSocketUpgrade};
+use axum::extract::{Extension, State, WebSocketUpgrade};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-pub use forwarders::{ControlError, ForwarderClient};
-pub use server::{ConferenceView, MemberView, Service, StateView};
+pub use forwarders::Forwarder;
+pub use limits::Limits;
+pub use service::{ConferenceView, MemberView, Service, StateView};
 
 /// Command-line arguments of `blindfold signal`.
 #[derive(clap::Args, Debug, Clone)]
@@ -90,7 +108,7 @@ pub struct SignalArgs {
     pub listen: SocketAddr,
 
     /// Control API base URL of a forwarder (repeat for several); conferences go to the
-    /// one with the fewest endpoints.
+    /// one with the fewest endpoints that has room.
     #[arg(
         long = "forwarder",
         default_value = "http://127.0.0.1:8480",
@@ -107,6 +125,10 @@ pub struct SignalArgs {
     /// For tests and debugging; off by default.
     #[arg(long, default_value_t = false)]
     pub debug_state: bool,
+
+    /// Connection, per-source and queue limits.
+    #[command(flatten)]
+    pub limits: Limits,
 }
 
 /// The service could not start.
@@ -121,6 +143,9 @@ pub enum SignalError {
     /// No forwarder was configured.
     #[error("at least one --forwarder is needed")]
     NoForwarder,
+    /// A forwarder's control client could not be built.
+    #[error("forwarder control client: {0}")]
+    Forwarder(#[source] blindfold_control::client::ControlError),
 }
 
 #[derive(Clone)]
@@ -141,24 +166,33 @@ fn router(service: Arc<Service>, debug_state: bool) -> Router {
         })
 }
 
-async fn ws_upgrade(State(app): State<AppState>, ws: WebSocketUpgrade) -> impl IntoResponse {
+/// Read buffer of a WebSocket: what an idle connection costs, so small; frames up to
+/// [`proto::MAX_FRAME`] still arrive whole.
+const WS_READ_BUFFER: usize = 8 * 1024;
+
+async fn ws_upgrade(
+    State(app): State<AppState>,
+    Extension(conn): Extension<Arc<limits::Guard>>,
+    ws: WebSocketUpgrade,
+) -> impl IntoResponse {
     ws.max_message_size(proto::MAX_FRAME)
         .max_frame_size(proto::MAX_FRAME)
-        .on_upgrade(move |socket| app.service.connection(socket))
+        .read_buffer_size(WS_READ_BUFFER)
+        .write_buffer_size(0)
+        .on_upgrade(move |socket| connection::serve(app.service, socket, conn))
 }
 
 async fn state_view(State(app): State<AppState>) -> axum::response::Response {
     if !app.debug_state {
         return (axum::http::StatusCode::NOT_FOUND, "not enabled").into_response();
     }
-    axum::Json(app.service.view().await).into_response()
+    axum::Json(app.service.view()).into_response()
 }
 
 /// A running signalling service on its own thread and runtime.
 pub struct SignalServer {
     addr: SocketAddr,
     service: Arc<Service>,
-    handle: tokio::runtime::Handle,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -166,7 +200,7 @@ pub struct SignalServer {
 impl SignalServer {
     /// Binds `args.listen` (port 0 picks one) and serves until [`SignalServer::stop`].
     pub fn start(args: &SignalArgs) -> Result<Self, SignalError> {
-        Self::start_with(args, Service::new)
+        Self::start_with(args, None)
     }
 
     /// A service that misbehaves as `policy` says (tests only).
@@ -175,61 +209,68 @@ impl SignalServer {
         args: &SignalArgs,
         policy: Arc<dyn hostile::Policy>,
     ) -> Result<Self, SignalError> {
-        Self::start_with(args, move |f| Service::new_hostile(f, policy))
+        Self::start_with(args, Some(policy))
     }
 
     /// Relays everything relayed so far in conference `conf` again (tests only).
     #[cfg(feature = "hostile-testing")]
     pub fn replay(&self, conf: &str) -> usize {
-        let service = self.service.clone();
-        let conf = conf.to_string();
-        self.handle
-            .block_on(async move { service.replay(&conf).await })
+        self.service.replay(conf)
     }
 
+    #[cfg(feature = "hostile-testing")]
     fn start_with(
         args: &SignalArgs,
-        make: impl FnOnce(Vec<ForwarderClient>) -> Service,
+        policy: Option<Arc<dyn hostile::Policy>>,
+    ) -> Result<Self, SignalError> {
+        Self::start_inner(args, move |f, a| match policy {
+            Some(p) => Service::new_hostile(f, a, p),
+            None => Service::new(f, a),
+        })
+    }
+
+    #[cfg(not(feature = "hostile-testing"))]
+    fn start_with(args: &SignalArgs, _: Option<()>) -> Result<Self, SignalError> {
+        Self::start_inner(args, Service::new)
+    }
+
+    fn start_inner(
+        args: &SignalArgs,
+        make: impl FnOnce(Vec<Forwarder>, Arc<limits::Admission>) -> Service,
     ) -> Result<Self, SignalError> {
         if args.forwarders.is_empty() {
             return Err(SignalError::NoForwarder);
         }
-        let forwarders = args
-            .forwarders
-            .iter()
-            .map(|u| ForwarderClient::new(u, &args.control_token))
-            .collect();
-        let service = Arc::new(make(forwarders));
-        let std_listener = std::net::TcpListener::bind(args.listen).map_err(SignalError::Bind)?;
-        std_listener
-            .set_nonblocking(true)
-            .map_err(SignalError::Bind)?;
-        let addr = std_listener.local_addr().map_err(SignalError::Bind)?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("signal")
             .enable_all()
             .build()
             .map_err(SignalError::Runtime)?;
-        let handle = rt.handle().clone();
-        let listener = {
-            let _guard = rt.enter();
-            tokio::net::TcpListener::from_std(std_listener).map_err(SignalError::Bind)?
-        };
+        let _guard = rt.enter();
+        let forwarders = args
+            .forwarders
+            .iter()
+            .map(|u| Forwarder::new(u, &args.control_token))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(SignalError::Forwarder)?;
+        let admission = limits::Admission::new(args.limits.clone());
+        let service = Arc::new(make(forwarders, admission.clone()));
+        let std_listener = std::net::TcpListener::bind(args.listen).map_err(SignalError::Bind)?;
+        std_listener
+            .set_nonblocking(true)
+            .map_err(SignalError::Bind)?;
+        let addr = std_listener.local_addr().map_err(SignalError::Bind)?;
+        let listener =
+            tokio::net::TcpListener::from_std(std_listener).map_err(SignalError::Bind)?;
+        drop(_guard);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let app = router(service.clone(), args.debug_state);
         let thread = std::thread::Builder::new()
             .name("signal-main".into())
             .spawn(move || {
-                rt.block_on(async move {
-                    let serve = axum::serve(listener, app).with_graceful_shutdown(async {
-                        let _ = rx.await;
-                    });
-                    if let Err(e) = serve.await {
-                        tracing::warn!(error = %e, "signalling server stopped");
-                    }
-                });
-                // Upgraded WebSockets are not waited for by the graceful shutdown: end them.
+                rt.block_on(accept::accept_loop(listener, app, admission, rx));
+                // Connections and WebSockets are tasks of this runtime: end them.
                 rt.shutdown_timeout(Duration::from_secs(1));
             })
             .map_err(SignalError::Runtime)?;
@@ -237,7 +278,6 @@ impl SignalServer {
         Ok(Self {
             addr,
             service,
-            handle,
             shutdown: Some(tx),
             thread: Some(thread),
         })
@@ -253,10 +293,9 @@ impl SignalServer {
         format!("ws://{}/v1/ws", self.addr)
     }
 
-    /// The service's view of every call. Call it from outside any async runtime.
+    /// The service's view of every call.
     pub fn state(&self) -> StateView {
-        let service = self.service.clone();
-        self.handle.block_on(async move { service.view().await })
+        self.service.view()
     }
 
     /// Stops serving and joins the thread.

@@ -219,6 +219,9 @@ pub enum ServerMessage {
         /// The MLS Welcome (hex).
         message: String,
     },
+    /// The forwarder holds the tracks of the last `publish`: media sent from now on is
+    /// forwarded (earlier packets would be dropped as coming from SSRCs it does not own).
+    Published,
     /// The leave is complete: the forwarder no longer sends to this participant.
     Left,
     /// A request was refused.
@@ -248,6 +251,14 @@ pub enum ErrorCode {
     StaleCommit,
     /// The forwarder refused or could not be reached.
     Forwarder,
+    /// No room: the forwarders are full (conferences or endpoints), or the service has as
+    /// many connections as it takes. Retry later; nothing is wrong with the request.
+    Capacity,
+    /// This source address holds as many connections, conferences or unproven joins as
+    /// the service allows one address.
+    SourceLimit,
+    /// No `join` arrived in time after the connection opened.
+    JoinTimeout,
 }
 
 /// A field of a message is malformed.
@@ -484,6 +495,15 @@ mod tests {
         );
         let left = encode(ServerMessage::Left);
         assert_eq!(parse_server(&left).unwrap(), ServerMessage::Left);
+        assert_eq!(
+            encode(ServerMessage::Published),
+            r#"{"v":1,"type":"published"}"#
+        );
+        let full = encode(ServerMessage::Error {
+            code: ErrorCode::Capacity,
+            message: String::new(),
+        });
+        assert!(full.contains(r#""code":"capacity""#), "{full}");
     }
 
     #[test]

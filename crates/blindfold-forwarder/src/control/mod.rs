@@ -15,9 +15,37 @@
 //! Both threads change the model and broadcast the resulting updates while holding its
 //! lock, so every shard sees the changes in the order the model made them.
 //!
-//! - [`model`]: the sans-IO model, slot allocation, limits and route derivation.
-//! - [`api`]: wire types, handlers, status codes (table in its docs) and the OpenAPI
-//!   document generated from the handlers.
+//! The HTTP surface, one idea per file (the wire types themselves are
+//! `blindfold-control`'s, shared with the typed client):
+//! - `router.rs`: every route, the fallbacks, the body limit and request deadline; the
+//!   OpenAPI document comes from the same `#[utoipa::path]` attributes through
+//!   `utoipa_axum::routes!`, so it cannot miss a route.
+//! - `handlers/`: one file per resource (conferences, endpoints, meta).
+//! - `extract.rs`, `auth.rs`, `error.rs`: JSON body and path extractors, bearer tokens,
+//!   and error answers.
+//! - `openapi.rs`: the document's frame and the shared error responses.
+//!
+//! # Status codes
+//! Every error is `{"error": {"code", "message"}}`; the code fixes the status
+//! ([`blindfold_control::ErrorCode`]):
+//!
+//! | status | `error.code` | when |
+//! |---|---|---|
+//! | 400 | `invalid_json`, `invalid_body` | malformed JSON; unknown field, missing field or wrong type |
+//! | 400 | `invalid_id` | an id (path or body) that is not 1..=64 of `[A-Za-z0-9_-]` |
+//! | 401 | `unauthorized` | missing or wrong bearer token (everything but `/healthz`) |
+//! | 404 | `conference_not_found`, `endpoint_not_found`, `no_such_route` | |
+//! | 405 | `method_not_allowed` | |
+//! | 408 | `request_timeout` | the request took longer than 10 s |
+//! | 409 | `conference_exists`, `endpoint_exists`, `ssrc_taken` | the id or SSRC is taken |
+//! | 409 | `too_many_conferences`, `too_many_endpoints` | a count limit is reached; retry after deletions |
+//! | 413 | `payload_too_large` | body over the limit |
+//! | 415 | `unsupported_media_type` | a non-empty body without `Content-Type: application/json` |
+//! | 422 | `too_many_tracks`, `too_many_ssrcs`, `too_many_subscriptions` | the body itself exceeds a limit |
+//! | 422 | `invalid_value` | duplicate track id, SSRC or subscription; empty track; self-subscription; non-unicast address or port 0 |
+//! | 503 | `draining` | `POST /v1/conferences` after SIGTERM |
+//!
+//! An empty request body counts as `{}`.
 //!
 //! # Authentication
 //! Every request but `/healthz` needs `Authorization: Bearer TOKEN` (`--control-token` or
@@ -26,7 +54,14 @@
 //! local process can drive it); [`ControlServer::spawn`] refuses a non-loopback listener
 //! without one, and an empty token always.
 
-pub mod api;
+mod auth;
+mod error;
+mod extract;
+#[cfg(any(test, feature = "fuzzing"))]
+mod fuzz;
+mod handlers;
+mod openapi;
+mod router;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,11 +75,12 @@ use crate::config::ServeArgs;
 use crate::metrics::AllShards;
 use crate::{ShardEvent, ShardSet};
 use blindfold_proto::model::{Model, ModelError};
-use blindfold_proto::table::{IngressLimits, Update};
+use blindfold_proto::table::Update;
 
+pub use error::ApiError;
 #[cfg(any(test, feature = "fuzzing"))]
-pub use api::fuzz_json;
-pub use api::openapi;
+pub use fuzz::fuzz_json;
+pub use router::openapi;
 
 /// Smallest request body limit; raised when the configured limits allow bigger bodies.
 pub const MIN_BODY_LIMIT: usize = 64 * 1024;
@@ -115,6 +151,15 @@ impl Shared {
                     Some(u) => updates.push(u),
                     None => stale += 1,
                 },
+                ShardEvent::Consent {
+                    ep,
+                    generation,
+                    addr,
+                    consent_until,
+                } => match model.consent(ep, generation, addr, consent_until) {
+                    Some(u) => updates.push(u),
+                    None => stale += 1,
+                },
             }
         }
         if !updates.is_empty() {
@@ -140,6 +185,8 @@ fn body_limit(config: &ServeArgs) -> usize {
 /// The running control plane: the HTTP server thread and the shard-event thread.
 pub struct ControlServer {
     addr: SocketAddr,
+    /// The control thread's runtime, for background tasks (the cluster registry).
+    runtime: tokio::runtime::Handle,
     shared: Arc<Shared>,
     shutdown: tokio::sync::watch::Sender<bool>,
     server: Option<JoinHandle<()>>,
@@ -164,7 +211,7 @@ impl ControlServer {
                     "the control token is empty",
                 ));
             }
-            Some(t) => Some(api::token_digest(t)),
+            Some(t) => Some(auth::token_digest(t)),
             None if addr.ip().is_loopback() => {
                 warn!(
                     "control API has no token: any local process can drive it \
@@ -182,14 +229,7 @@ impl ControlServer {
         };
         listener.set_nonblocking(true)?;
         let shared = Arc::new(Shared {
-            model: Mutex::new(Model::new(
-                config.limits(),
-                IngressLimits {
-                    packets_per_sec: config.ingress_pps,
-                    bytes_per_sec: config.ingress_bps,
-                    burst_ms: config.ingress_burst_ms,
-                },
-            )),
+            model: Mutex::new(Model::new(config.limits(), config.ingress_limits())),
             shards: ctx.shards,
             metrics: ctx.metrics,
             candidates: ctx.candidates,
@@ -197,14 +237,14 @@ impl ControlServer {
             draining: AtomicBool::new(false),
             body_limit: body_limit(config),
         });
-        let router = api::router(shared.clone());
+        let router = router::router(shared.clone());
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let server = std::thread::Builder::new()
             .name("bf-control".into())
             .spawn(move || serve(listener, router, shutdown_rx, ready_tx))?;
-        match ready_rx.recv() {
-            Ok(Ok(())) => {}
+        let runtime = match ready_rx.recv() {
+            Ok(Ok(handle)) => handle,
             Ok(Err(e)) => {
                 let _ = server.join();
                 return Err(e);
@@ -213,9 +253,10 @@ impl ControlServer {
                 let _ = server.join();
                 return Err(Error::other("the control thread exited before serving"));
             }
-        }
+        };
         let mut this = ControlServer {
             addr,
+            runtime,
             shared: shared.clone(),
             shutdown,
             server: Some(server),
@@ -237,6 +278,12 @@ impl ControlServer {
     /// The address the API is served on.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The control thread's tokio runtime: background control-plane tasks (the cluster
+    /// registry) run there, beside the API, never on a shard.
+    pub fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.runtime
     }
 
     /// SIGTERM semantics: from now on `POST /v1/conferences` answers 503 and `/healthz`
@@ -278,7 +325,7 @@ fn serve(
     listener: TcpListener,
     router: axum::Router,
     shutdown: tokio::sync::watch::Receiver<bool>,
-    ready: std::sync::mpsc::Sender<std::io::Result<()>>,
+    ready: std::sync::mpsc::Sender<std::io::Result<tokio::runtime::Handle>>,
 ) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -298,7 +345,7 @@ fn serve(
                 return;
             }
         };
-        let _ = ready.send(Ok(()));
+        let _ = ready.send(Ok(tokio::runtime::Handle::current()));
         accept_loop(listener, router, shutdown).await;
     });
 }

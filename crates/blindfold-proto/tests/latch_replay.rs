@@ -1,0 +1,36 @@
+//! STUN replay: a captured valid check replayed from another address is refused (its
+//! transaction id was already seen for that endpoint from a different address): no
+//! answer, nothing moves, counted `stun_replayed`. A retransmission from the same address
+//! is answered as before.
+
+mod common;
+use blindfold_proto::counters::DropReason;
+use blindfold_proto::route::Outcome;
+use blindfold_proto::sim::SimConfig;
+use common::*;
+use std::time::Duration;
+
+#[test]
+fn a_replayed_check_from_another_address_moves_nothing() {
+    let mut call = Call::new(SimConfig::default());
+    let b = call.addr("b");
+    // b's next consent check, captured on the path.
+    let captured = call.agent("b").check(true);
+    let h = call.sim.receive(b, &captured.data);
+    assert!(h.to(b).any(|d| call.agents[1].verifies(&captured, d)));
+    // Replayed every 100 ms for 8 s from the attacker's address.
+    let attacker = other(9);
+    for i in 0..80u16 {
+        call.sim.advance(Duration::from_millis(100));
+        let h = call.sim.receive(attacker, &captured.data);
+        assert_eq!(h.outcome, Outcome::Dropped(DropReason::StunReplayed));
+        assert!(h.sent.is_empty(), "the replay was answered");
+        let h = call.send("a", &rtp(0xA1, i, 20));
+        assert_eq!(h.dsts(), vec![b, call.addr("c")], "media left b");
+    }
+    assert_eq!(call.sim.dropped(DropReason::StunReplayed), 80);
+    assert_eq!(call.sim.endpoint_at(attacker), None);
+    // The genuine agent's retransmission, from its own address, is still answered.
+    let h = call.sim.receive(b, &captured.data);
+    assert!(h.to(b).any(|d| call.agents[1].verifies(&captured, d)));
+}
