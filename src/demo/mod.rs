@@ -346,11 +346,14 @@ fn script(
         joiner_check,
     };
     let checks = checks::run_all(&ps, &timeline);
-    let rows = ps
+    // Everyone's counters at the same moment: stopping a participant is a leave, which
+    // moves the others to a new epoch (and its verification code).
+    let snapshot: Vec<Stats> = ps.iter().map(Participant::stats).collect();
+    drop(ps);
+    let rows = snapshot
         .into_iter()
         .enumerate()
-        .map(|(i, p)| {
-            let (stats, _) = p.stop();
+        .map(|(i, stats)| {
             let role = match i {
                 KEYGEN => "committer, left",
                 LEAVER => "left",

@@ -1,10 +1,12 @@
-//! blindfold-signal: the reference signalling service (`blindfold signal`): participants meet here, and it
-//! drives one or more forwarders through their control API.
+//! blindfold-signal: the reference signalling service (`blindfold signal`): participants meet
+//! here, it drives one or more forwarders through their control API, and it is the MLS
+//! delivery service of every call it carries.
 //!
-//! Owns: the WebSocket endpoint participants connect to, each conference's membership,
-//! its placement on a forwarder, and the relay of sealed key messages. Must not touch: any
-//! key (it relays key messages as opaque hex it cannot open, and never tells a forwarder
-//! about keys), the disk (it stores nothing), or info-level logs of ids or addresses.
+//! Owns: the WebSocket endpoint participants connect to, join admission, each conference's
+//! membership as the forwarder sees it, its placement on a forwarder, and the relay and
+//! ordering of MLS messages. Must not touch: any key (it relays MLS messages as opaque hex
+//! and reads only their clear header; it never tells a forwarder about keys), the disk (it
+//! stores nothing), or info-level logs of ids or addresses.
 //!
 //! # Protocol v1 (WebSocket at `/v1/ws`, one JSON text frame per message)
 //! Every frame is an object with `"v": 1` and a `"type"` tag ([`proto`] has the types).

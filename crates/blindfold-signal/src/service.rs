@@ -423,7 +423,7 @@ impl Service {
     }
 
     /// Removes `pid`: its endpoint goes from the forwarder first, so it stops receiving at
-    /// once, and only then are the others told (and the key generator rekeys).
+    /// once, and only then are the others told (and the group commits its removal).
     pub(crate) async fn leave(&self, conf: &Arc<Conference>, pid: &str) {
         if conf.lock().members.remove(pid).is_none() {
             return;
