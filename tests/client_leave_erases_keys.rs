@@ -17,6 +17,7 @@ fn an_honest_leaver_keeps_no_key() {
         control_token: common::TOKEN.into(),
         debug_state: false,
         limits: Default::default(),
+        metrics: false,
     })
     .unwrap();
     let secret: [u8; 32] = rand::random();

@@ -23,6 +23,7 @@ fn replayed_joins_welcomes_and_commits_admit_no_one() {
             control_token: common::TOKEN.into(),
             debug_state: true,
             limits: Default::default(),
+            metrics: false,
         },
         Arc::new(|_: &_, _: &str, _: &str, _: Option<u64>| Action::Deliver),
     )

@@ -15,6 +15,7 @@ fn service_and_forwarder_see_only_ephemeral_ids() {
         forwarders: vec![format!("http://{}", fwd.control_addr())],
         control_token: common::TOKEN.into(),
         debug_state: true,
+        metrics: false,
         limits: Default::default(),
     })
     .unwrap();

@@ -18,7 +18,7 @@ const MESSAGES: usize = 20_000;
 #[test]
 fn a_member_that_never_reads_is_dropped_and_memory_stays_bounded() {
     let serve = ServeProcess::start(1, &[]);
-    let signal = SignalProcess::start(serve.control, &[]);
+    let signal = SignalProcess::start(serve.control, &[("BLINDFOLD_SIGNAL_METRICS", "true")]);
     let conf = eid(1);
     let (silent_id, talker_id) = (eid(10), eid(11));
     // The silent member: a small receive buffer; it joins, then never reads again.
@@ -70,6 +70,11 @@ fn a_member_that_never_reads_is_dropped_and_memory_stays_bounded() {
     assert!(
         silent.closed_within(DEADLINE),
         "the slow consumer's connection stays open"
+    );
+    assert_eq!(
+        signal.metric("blindfold_signal_slow_consumers_total"),
+        Some(1),
+        "counted in /metrics"
     );
     drop(out);
     drop(signal);

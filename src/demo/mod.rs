@@ -242,6 +242,7 @@ pub fn run(args: &DemoArgs) -> Result<Report, DemoError> {
         forwarders: vec![format!("http://{}", fwd.control_addr())],
         control_token: token,
         debug_state: false,
+        metrics: false,
         limits: Default::default(),
     })?;
     println!(

@@ -51,6 +51,23 @@ impl SignalProcess {
         Self { child, addr }
     }
 
+    /// `GET /metrics` (start it with `BLINDFOLD_SIGNAL_METRICS=1`), and the value of
+    /// the line starting with `series`.
+    pub fn metric(&self, series: &str) -> Option<u64> {
+        let mut s = TcpStream::connect(self.addr).ok()?;
+        s.set_read_timeout(Some(DEADLINE)).ok()?;
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.addr
+        )
+        .ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+    }
+
     /// Resident set size, KiB.
     pub fn rss_kib(&self) -> u64 {
         proc_status_kib(self.child.id(), "VmRSS:")

@@ -269,7 +269,10 @@ async fn event_loop(
             },
             r = sock.recv_from(&mut buf) => {
                 match r {
-                    Ok((n, from)) => eng.on_datagram(&mut buf[..n], from),
+                    Ok((n, from)) => match eng.answer_check(&buf[..n], from) {
+                        Some(a) => drop(sock.send_to(&a, from).await),
+                        None => eng.on_datagram(&mut buf[..n], from),
+                    },
                     // ICMP errors surface here on Linux; the next datagram may be fine.
                     Err(e) => tracing::debug!(error = %e, "udp receive failed"),
                 }

@@ -26,6 +26,7 @@ pub mod keylog;
 pub mod media;
 pub mod participant;
 mod signalling;
+mod stun_agent;
 mod traffic;
 
 use std::fmt;

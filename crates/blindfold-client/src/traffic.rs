@@ -35,7 +35,10 @@ impl Engine {
             let until = tokio::time::Instant::now() + Duration::from_millis(250);
             while let Ok(r) = tokio::time::timeout_at(until, sock.recv_from(&mut buf)).await {
                 let (n, from) = r?;
-                if from == self.forwarder
+                // The forwarder checks our address before it sends media to it.
+                if let Some(a) = self.answer_check(&buf[..n], from) {
+                    sock.send_to(&a, from).await?;
+                } else if from == self.forwarder
                     && ice::parse_binding_success(&buf[..n], &txid, self.ice.pwd.as_bytes()).is_ok()
                 {
                     return Ok(());
@@ -43,6 +46,11 @@ impl Engine {
             }
         }
         Err(ClientError::Timeout("latching to the forwarder"))
+    }
+
+    /// Our answer to the forwarder's return-path check, if `pkt` is one.
+    pub(crate) fn answer_check(&self, pkt: &[u8], from: SocketAddr) -> Option<Vec<u8>> {
+        crate::stun_agent::answer(pkt, from, self.forwarder, &self.ice, &self.client_ufrag)
     }
 
     pub(crate) async fn refresh_consent(&mut self, sock: &UdpSocket) {

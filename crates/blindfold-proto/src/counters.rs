@@ -24,7 +24,7 @@ pub enum DropReason {
     RtcpNoTarget,
     /// The sender exceeded its ingress limits.
     RateLimited,
-    /// STUN that is not a well-formed Binding request.
+    /// STUN that is not a well-formed Binding request or success response.
     StunMalformed,
     /// STUN naming a ufrag no endpoint has.
     StunUnknownUser,
@@ -35,6 +35,12 @@ pub enum DropReason {
     /// A check whose transaction id this endpoint already used from another address: a
     /// captured check replayed elsewhere.
     StunReplayed,
+    /// A verified check nominating an address that an endpoint of another conference
+    /// holds: never taken.
+    StunAddressInUse,
+    /// A STUN response that answers no check of ours from that address (or does not
+    /// verify).
+    StunUnsolicited,
     /// A copy the kernel would not take (EAGAIN, buffer full, unreachable).
     SendFailed,
     /// A copy for a subscriber that is not latched or whose consent lapsed.
@@ -43,7 +49,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in label order.
-    pub const ALL: [DropReason; 14] = [
+    pub const ALL: [DropReason; 16] = [
         DropReason::Unclassified,
         DropReason::Oversize,
         DropReason::Malformed,
@@ -56,6 +62,8 @@ impl DropReason {
         DropReason::StunBadIntegrity,
         DropReason::StunRateLimited,
         DropReason::StunReplayed,
+        DropReason::StunAddressInUse,
+        DropReason::StunUnsolicited,
         DropReason::SendFailed,
         DropReason::NoDestination,
     ];
@@ -77,6 +85,8 @@ impl DropReason {
             DropReason::StunBadIntegrity => "stun_bad_integrity",
             DropReason::StunRateLimited => "stun_rate_limited",
             DropReason::StunReplayed => "stun_replayed",
+            DropReason::StunAddressInUse => "stun_address_in_use",
+            DropReason::StunUnsolicited => "stun_unsolicited",
             DropReason::SendFailed => "send_failed",
             DropReason::NoDestination => "no_destination",
         }
@@ -103,6 +113,13 @@ pub struct LocalCounters {
     pub stun_answered: u64,
     /// Endpoints latched or moved by STUN.
     pub latches: u64,
+    /// Receive buffers in which the kernel had coalesced several datagrams (UDP GRO).
+    pub gro_buffers: u64,
+    /// Segmented sends (UDP GSO): one message carrying several datagrams to one
+    /// destination.
+    pub gso_sends: u64,
+    /// Segmented sends the kernel refused, sent again one datagram at a time.
+    pub gso_fallbacks: u64,
     /// Drops by reason.
     pub drops: [u64; DropReason::COUNT],
 }

@@ -99,7 +99,7 @@ pub async fn serve(service: Arc<Service>, socket: WebSocket, conn: Arc<Guard>) {
                 break;
             }
             _ = &mut join_deadline, if joined.is_none() => {
-                refuse(&out, Refusal(ErrorCode::JoinTimeout, "no join in time".into()));
+                refuse(&service, &out, Refusal(ErrorCode::JoinTimeout, "no join in time".into()));
                 break;
             }
             frame = stream.next() => frame,
@@ -111,6 +111,7 @@ pub async fn serve(service: Arc<Service>, socket: WebSocket, conn: Arc<Guard>) {
             Message::Ping(_) | Message::Pong(_) => continue,
             Message::Binary(_) => {
                 refuse(
+                    &service,
                     &out,
                     Refusal(ErrorCode::BadRequest, "text frames only".into()),
                 );
@@ -119,6 +120,7 @@ pub async fn serve(service: Arc<Service>, socket: WebSocket, conn: Arc<Guard>) {
         };
         if text.len() > MAX_FRAME {
             refuse(
+                &service,
                 &out,
                 Refusal(ErrorCode::BadRequest, "frame too large".into()),
             );
@@ -127,7 +129,11 @@ pub async fn serve(service: Arc<Service>, socket: WebSocket, conn: Arc<Guard>) {
         let msg = match parse_client(text.as_str()) {
             Ok(m) => m,
             Err(e) => {
-                refuse(&out, Refusal(ErrorCode::BadRequest, e.to_string()));
+                refuse(
+                    &service,
+                    &out,
+                    Refusal(ErrorCode::BadRequest, e.to_string()),
+                );
                 continue;
             }
         };
@@ -178,7 +184,7 @@ pub async fn serve(service: Arc<Service>, socket: WebSocket, conn: Arc<Guard>) {
             }
         };
         if let Err(r) = result {
-            refuse(&out, r);
+            refuse(&service, &out, r);
         }
     }
     // A dropped (or dropped-for-slowness) WebSocket is a leave.
@@ -189,6 +195,7 @@ pub async fn serve(service: Arc<Service>, socket: WebSocket, conn: Arc<Guard>) {
         // It does not read: whatever is queued would never go out. The socket closes with
         // the writer, and the member's queue is freed now, not when TCP gives up.
         tracing::debug!("closing a slow consumer");
+        service.metrics().slow_consumer();
         writer.abort();
     } else {
         drop(out);
@@ -231,7 +238,8 @@ fn join_request(
     })
 }
 
-fn refuse(out: &Outbox, Refusal(code, message): Refusal) {
+fn refuse(service: &Service, out: &Outbox, Refusal(code, message): Refusal) {
     tracing::debug!(?code, %message, "request refused");
+    service.metrics().refused(code);
     out.send(&ServerMessage::Error { code, message });
 }

@@ -81,6 +81,7 @@ pub mod forwarders;
 #[cfg(feature = "hostile-testing")]
 pub mod hostile;
 pub mod limits;
+pub mod metrics;
 pub mod mls_header;
 pub mod proto;
 pub mod service;
@@ -128,6 +129,12 @@ pub struct SignalArgs {
     #[arg(long, default_value_t = false)]
     pub debug_state: bool,
 
+    /// Serve Prometheus counters at GET /metrics (refusals by code, connections refused,
+    /// slow consumers; no id or address). Off by default: this listener faces
+    /// participants.
+    #[arg(long, default_value_t = false, env = "BLINDFOLD_SIGNAL_METRICS")]
+    pub metrics: bool,
+
     /// Connection, per-source and queue limits.
     #[command(flatten)]
     pub limits: Limits,
@@ -154,17 +161,20 @@ pub enum SignalError {
 struct AppState {
     service: Arc<Service>,
     debug_state: bool,
+    metrics: bool,
 }
 
 /// The HTTP/WebSocket routes of the service.
-fn router(service: Arc<Service>, debug_state: bool) -> Router {
+fn router(service: Arc<Service>, debug_state: bool, metrics: bool) -> Router {
     Router::new()
         .route("/v1/ws", get(ws_upgrade))
         .route("/v1/state", get(state_view))
+        .route("/metrics", get(metrics_text))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(AppState {
             service,
             debug_state,
+            metrics,
         })
 }
 
@@ -189,6 +199,24 @@ async fn state_view(State(app): State<AppState>) -> axum::response::Response {
         return (axum::http::StatusCode::NOT_FOUND, "not enabled").into_response();
     }
     axum::Json(app.service.view()).into_response()
+}
+
+async fn metrics_text(State(app): State<AppState>) -> axum::response::Response {
+    if !app.metrics {
+        return (axum::http::StatusCode::NOT_FOUND, "not enabled").into_response();
+    }
+    let text = app
+        .service
+        .metrics()
+        .render(app.service.admission().connections());
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 /// A running signalling service on its own thread and runtime.
@@ -267,11 +295,12 @@ impl SignalServer {
             tokio::net::TcpListener::from_std(std_listener).map_err(SignalError::Bind)?;
         drop(_guard);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let app = router(service.clone(), args.debug_state);
+        let app = router(service.clone(), args.debug_state, args.metrics);
+        let metrics = service.metrics().clone();
         let thread = std::thread::Builder::new()
             .name("signal-main".into())
             .spawn(move || {
-                rt.block_on(accept::accept_loop(listener, app, admission, rx));
+                rt.block_on(accept::accept_loop(listener, app, admission, metrics, rx));
                 // Connections and WebSockets are tasks of this runtime: end them.
                 rt.shutdown_timeout(Duration::from_secs(1));
             })

@@ -45,6 +45,7 @@ use tokio::sync::{OnceCell, watch};
 use crate::connection::Outbox;
 use crate::forwarders::{Forwarder, by_load};
 use crate::limits::{Admission, Guard, Quota, Refused};
+use crate::metrics::Metrics;
 use crate::mls_header::{self, Content};
 use crate::proto::{
     self, CHALLENGE_LEN, ErrorCode, JOIN_KEY_LEN, MemberInfo, ServerMessage, Track, TrackKind,
@@ -55,6 +56,7 @@ use crate::proto::{
 pub struct Service {
     forwarders: Vec<Arc<Forwarder>>,
     admission: Arc<Admission>,
+    metrics: Arc<Metrics>,
     conferences: Mutex<HashMap<String, Arc<Conference>>>,
     #[cfg(feature = "hostile-testing")]
     hostile: Option<Arc<dyn crate::hostile::Policy>>,
@@ -197,6 +199,7 @@ impl Service {
         Self {
             forwarders: forwarders.into_iter().map(Arc::new).collect(),
             admission,
+            metrics: Arc::new(Metrics::default()),
             conferences: Mutex::new(HashMap::new()),
             #[cfg(feature = "hostile-testing")]
             hostile: None,
@@ -213,6 +216,11 @@ impl Service {
         let mut s = Self::new(forwarders, admission);
         s.hostile = Some(policy);
         s
+    }
+
+    /// The service's counters.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The admission counters.
