@@ -18,6 +18,8 @@ fn load(url: &str, extra: &[&str]) -> Value {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_blindfold"))
         .args(["load", "--redis", url, "--token", TOKEN, "--quiet"])
         .args(["--profile", "audio", "--warmup", "0.5", "--duration", "2"])
+        // Wait out queues on a loaded machine before counting a copy as lost.
+        .args(["--drain-ms", "2000"])
         .arg("--json")
         .arg(&json)
         .args(extra)

@@ -206,11 +206,6 @@ impl Service {
         }
     }
 
-    /// The service's counters.
-    pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.metrics
-    }
-
     /// A service that misbehaves as `policy` says (tests only).
     #[cfg(feature = "hostile-testing")]
     pub fn new_hostile(
@@ -221,6 +216,11 @@ impl Service {
         let mut s = Self::new(forwarders, admission);
         s.hostile = Some(policy);
         s
+    }
+
+    /// The service's counters.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The admission counters.
