@@ -14,8 +14,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use blindfold::proto::route::{Router, RouterConfig, Transmit};
-use blindfold::proto::stun::MAX_RESPONSE;
+use blindfold::proto::route::{Router, RouterConfig, StunReply, Transmit};
 use blindfold::proto::table::{ConfRoutesBuilder, IceCreds, IngressLimits, Latch, Update};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
@@ -105,7 +104,7 @@ fn route(c: &mut Criterion) {
             .collect();
         let mut tx: Vec<Transmit> = Vec::with_capacity(BATCH * fanout as usize + BATCH);
         let mut send: Vec<(&[u8], SocketAddr)> = Vec::with_capacity(tx.capacity());
-        let mut reply = [0u8; MAX_RESPONSE];
+        let mut reply = StunReply::new();
         let mut now = start;
         group.throughput(Throughput::Elements(BATCH as u64 * u64::from(fanout)));
         group.bench_function(BenchmarkId::new("fanout", fanout), |b| {

@@ -16,8 +16,7 @@ use std::time::{Duration, Instant};
 use blindfold::cluster::links::{self, Plan, Publication, TrackKind, TrackRef};
 use blindfold::forwarder::config::ServeArgs;
 use blindfold::proto::model::{self, Model, Subscription, Track};
-use blindfold::proto::route::{Outcome, Router, RouterConfig, Transmit};
-use blindfold::proto::stun::MAX_RESPONSE;
+use blindfold::proto::route::{Outcome, Router, RouterConfig, StunReply, Transmit};
 use blindfold::proto::table::IngressLimits;
 use proptest::prelude::*;
 
@@ -176,10 +175,10 @@ fn inject(net: &mut Net, from: &str, home: &str, from_addr: SocketAddr, pkt: &[u
         let node = net.nodes.get_mut(&at).unwrap();
         let here = node.addr;
         let mut out: Vec<Transmit> = Vec::new();
-        let mut reply = [0u8; MAX_RESPONSE];
+        let mut reply = StunReply::new();
         match node.router.handle(0, pkt, src, now, &mut out, &mut reply) {
             Outcome::Forwarded(_) | Outcome::Dropped(_) => {}
-            Outcome::Reply(_) => panic!("no STUN here"),
+            Outcome::Reply { .. } | Outcome::Proven => panic!("no STUN here"),
         }
         for t in out {
             if let Some(next) = net.node_of_addr.get(&t.dst) {

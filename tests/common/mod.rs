@@ -156,25 +156,45 @@ impl Peer {
             .expect("STUN latch answered")
     }
 
-    /// Like [`Peer::latch`] but gives up after `wait`.
+    /// Like [`Peer::latch`] but gives up after `wait`. Answers the forwarder's
+    /// return-path check on the way: the forwarder sends it just before its answer to a
+    /// check from an address it has not proven yet, so once the answer is in, the check
+    /// (if any) has been answered.
     pub fn try_latch(&self, creds: &Creds, wait: Duration) -> Option<SocketAddr> {
         let deadline = Instant::now() + wait;
-        let mut n: u8 = 0;
         while Instant::now() < deadline {
-            n = n.wrapping_add(1);
-            let txid = [n; 12];
+            let txid: [u8; 12] = rand::random();
             let req = ice::binding_request(txid, &creds.ufrag, "client", creds.pwd.as_bytes());
             self.sock.send_to(&req, self.media).unwrap();
             let until = Instant::now() + Duration::from_millis(200);
             while Instant::now() < until {
-                if let Some((pkt, _)) = self.recv_once()
-                    && let Ok(a) = ice::parse_binding_success(&pkt, &txid, creds.pwd.as_bytes())
+                let Some((pkt, from)) = self.recv_once() else {
+                    continue;
+                };
+                if from != self.media {
+                    continue;
+                }
+                if let Some(answer) = self.answer(&pkt, creds) {
+                    self.sock.send_to(&answer, from).unwrap();
+                } else if let Ok(a) = ice::parse_binding_success(&pkt, &txid, creds.pwd.as_bytes())
                 {
                     return Some(a);
                 }
             }
         }
         None
+    }
+
+    /// This participant's answer to the forwarder's return-path check `pkt`, if it is one
+    /// for `creds`.
+    pub fn answer(&self, pkt: &[u8], creds: &Creds) -> Option<Vec<u8>> {
+        ice::answer_check(
+            pkt,
+            self.media,
+            &creds.ufrag,
+            "client",
+            creds.pwd.as_bytes(),
+        )
     }
 
     pub fn send(&self, pkt: &[u8]) {

@@ -23,6 +23,7 @@ pub mod identity;
 pub mod keylog;
 pub mod media;
 pub mod participant;
+mod stun_agent;
 
 use std::path::PathBuf;
 use std::time::Duration;

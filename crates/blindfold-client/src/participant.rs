@@ -801,7 +801,10 @@ async fn run(
             },
             r = sock.recv_from(&mut buf) => {
                 match r {
-                    Ok((n, from)) => eng.on_datagram(&mut buf[..n], from),
+                    Ok((n, from)) => match eng.answer_check(&buf[..n], from) {
+                        Some(a) => drop(sock.send_to(&a, from).await),
+                        None => eng.on_datagram(&mut buf[..n], from),
+                    },
                     // ICMP errors surface here on Linux; the next datagram may be fine.
                     Err(e) => tracing::debug!(error = %e, "udp receive failed"),
                 }
@@ -870,7 +873,10 @@ impl Engine {
             let until = tokio::time::Instant::now() + Duration::from_millis(250);
             while let Ok(r) = tokio::time::timeout_at(until, sock.recv_from(&mut buf)).await {
                 let (n, from) = r?;
-                if from == self.forwarder
+                // The forwarder checks our address before it sends media to it.
+                if let Some(a) = self.answer_check(&buf[..n], from) {
+                    sock.send_to(&a, from).await?;
+                } else if from == self.forwarder
                     && ice::parse_binding_success(&buf[..n], &txid, self.ice.pwd.as_bytes()).is_ok()
                 {
                     return Ok(());
@@ -878,6 +884,11 @@ impl Engine {
             }
         }
         Err(ClientError::Timeout("latching to the forwarder"))
+    }
+
+    /// Our answer to the forwarder's return-path check, if `pkt` is one.
+    fn answer_check(&self, pkt: &[u8], from: SocketAddr) -> Option<Vec<u8>> {
+        crate::stun_agent::answer(pkt, from, self.forwarder, &self.ice, &self.client_ufrag)
     }
 
     async fn refresh_consent(&mut self, sock: &UdpSocket) {

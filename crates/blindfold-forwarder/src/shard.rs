@@ -2,15 +2,17 @@
 //! in batches with recvmmsg, routing through its private [`Router`] and sending the
 //! copies in batches with sendmmsg.
 //!
-//! Per wake: one `recvmmsg` per batch until a short one shows the queue drained (GRO
-//! buffers when the kernel coalesced a burst); every datagram, coalesced or not, routed
-//! on its own by the router, so source, SSRC ownership, ingress limits and RTCP routing
-//! hold per datagram; then the router's transmits grouped into messages. A run of
-//! consecutive datagrams of equal size (the last may be shorter) that go to the same
-//! destinations from the same local address is sent to each destination as one
-//! segmented send (UDP GSO): a video frame's burst costs the kernel one pass per
-//! subscriber instead of one per packet. Anything else is one datagram per message. A
-//! coalesced buffer whose datagrams route differently is split the same way.
+//! Per wake: an idle shard sleeps in `epoll_wait`; a busy one sleeps in
+//! `recvmmsg(MSG_WAITFORONE)` itself, so forwarding costs two syscalls per wake, as the
+//! minimal loop does (see `Shard::run`). Each batch (GRO buffers when the kernel
+//! coalesced a burst) is routed datagram by datagram, so source, SSRC ownership,
+//! ingress limits and RTCP routing hold per datagram; then the router's transmits are
+//! grouped into messages. A run of consecutive datagrams of equal size (the last may be
+//! shorter) that go to the same destinations from the same local address is sent to
+//! each destination as one segmented send (UDP GSO): a video frame's burst costs the
+//! kernel one pass per subscriber instead of one per packet. Anything else is one
+//! datagram per message. A coalesced buffer whose datagrams route differently is split
+//! the same way.
 //!
 //! Owns all media I/O of the shard and nothing else: routing decisions are the router's,
 //! routing state changes come from the control thread as ordered updates. Nothing here
@@ -32,8 +34,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::ShardEvent;
 use crate::metrics::{AllShards, DropReason};
-use blindfold_proto::route::{Outcome, Router, RouterConfig, Transmit};
-use blindfold_proto::stun::MAX_RESPONSE;
+use blindfold_proto::route::{Outcome, Router, RouterConfig, StunReply, Transmit};
 use blindfold_proto::table::Update;
 use blindfold_udp::{self as udp, MAX_DATAGRAM, MAX_GSO_SEGMENTS, RecvBatch, SendBatch};
 
@@ -43,6 +44,10 @@ const WAKER: Token = Token(1);
 const SEND_CHUNK: usize = 1024;
 /// How often idle shards publish their latency histogram and table gauges.
 const PUBLISH_EVERY: Duration = Duration::from_millis(500);
+/// How long a busy shard waits in `recvmmsg` for the next datagram before it goes back
+/// to the poll (where the control thread's waker reaches it). Also the longest a stop
+/// request waits.
+const HOLD: Duration = Duration::from_millis(20);
 /// Most datagrams routed between two flushes. Their numbers are the router's buffer ids
 /// and must stay below [`REPLY_BASE`].
 const WINDOW: usize = 4096;
@@ -91,6 +96,10 @@ pub fn spawn(
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
     let index = spec.index;
     let core = spec.core;
+    // Blocking, so that a busy shard can wait in recvmmsg itself (MSG_WAITFORONE), with
+    // HOLD as the longest wait; every other call passes MSG_DONTWAIT.
+    spec.socket.set_nonblocking(false)?;
+    spec.socket.set_read_timeout(Some(HOLD))?;
     let mut shard = Shard::new(spec, updates, events, metrics);
     poll.registry()
         .register(&mut shard.socket, SOCKET, Interest::READABLE)?;
@@ -121,7 +130,8 @@ struct Dgram {
     /// Its transmits: `tx[tx_start..tx_end]`.
     tx_start: u32,
     tx_end: u32,
-    /// Its one transmit is a STUN answer, never grouped.
+    /// Its transmits are STUN datagrams (the answer and maybe the forwarder's own
+    /// check), never grouped.
     reply: bool,
 }
 
@@ -168,8 +178,11 @@ struct Shard {
     /// `tx` grouped into sendmmsg entries, at flush time.
     msgs: Vec<Msg>,
     max_fanout: usize,
-    replies: Vec<[u8; MAX_RESPONSE]>,
-    reply_lens: Vec<usize>,
+    /// STUN datagrams the router wrote (its return-path check and the answer), one set
+    /// per answered check in this window.
+    replies: Vec<StunReply>,
+    /// (check, response) lengths of each.
+    reply_lens: Vec<(usize, usize)>,
     /// The local address each reply's request was sent to: the reply comes from it.
     reply_src: Vec<Option<IpAddr>>,
     n_replies: usize,
@@ -187,7 +200,8 @@ impl Shard {
         events: Sender<ShardEvent>,
         metrics: Arc<AllShards>,
     ) -> Self {
-        let max_fanout = spec.max_fanout.max(1);
+        // A STUN check makes two datagrams (the forwarder's own check and the answer).
+        let max_fanout = spec.max_fanout.max(2);
         let batch = spec.batch;
         // Room for a full batch at typical fan-out, and never less than two worst-case
         // packets, so the window check keeps it from ever reallocating.
@@ -209,8 +223,8 @@ impl Shard {
             dgrams: Vec::with_capacity(WINDOW),
             msgs: Vec::with_capacity(tx_cap),
             max_fanout,
-            replies: vec![[0u8; MAX_RESPONSE]; batch],
-            reply_lens: vec![0; batch],
+            replies: vec![StunReply::new(); batch],
+            reply_lens: vec![(0, 0); batch],
             reply_src: vec![None; batch],
             n_replies: 0,
             gso: spec.gso,
@@ -222,6 +236,12 @@ impl Shard {
         }
     }
 
+    /// Two modes. Idle, the shard waits in `epoll_wait` for a datagram, the control
+    /// thread's waker or the publish period. Once datagrams flow, it waits for the next
+    /// batch inside `recvmmsg(MSG_WAITFORONE)` itself, as the minimal forwarding loop
+    /// does: two syscalls per wake (receive, send) instead of three, the poll's being
+    /// the one a busy shard does not need. After [`HOLD`] without a datagram it goes
+    /// back to the poll, so the waker is never ignored for longer than that.
     fn run(&mut self, mut poll: Poll, stop: &AtomicBool) -> io::Result<()> {
         let mut events = Events::with_capacity(16);
         loop {
@@ -235,8 +255,43 @@ impl Shard {
                 return Ok(());
             }
             // Edge-triggered: drain the socket, whatever woke us.
-            let now = self.drain_socket(stop);
-            self.publish(now);
+            let mut now = self.drain_socket(stop);
+            let mut errors = 0;
+            loop {
+                self.publish(now);
+                if stop.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+                match self.rx.recv_wait(&self.socket) {
+                    Ok(n) => {
+                        errors = 0;
+                        if stop.load(Ordering::Relaxed) {
+                            return Ok(());
+                        }
+                        // As in the drain: updates before routing.
+                        self.apply_updates();
+                        now = self.process(n);
+                    }
+                    // HOLD passed without a datagram: back to the poll.
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        break;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        self.log_io_error("recv", &e);
+                        errors += 1;
+                        if errors > 64 {
+                            break;
+                        }
+                    }
+                }
+            }
+            self.publish(Instant::now());
         }
     }
 
@@ -307,7 +362,7 @@ impl Shard {
                 gro_buffers += 1;
             }
             for k in 0..count {
-                if self.tx.len() + self.max_fanout + 1 > self.tx.capacity()
+                if self.tx.len() + self.max_fanout + 2 > self.tx.capacity()
                     || self.dgrams.len() == WINDOW
                     || self.n_replies == self.replies.len()
                 {
@@ -326,18 +381,27 @@ impl Shard {
                 let tx_start = self.tx.len() as u32;
                 let reply = &mut self.replies[self.n_replies];
                 let answered = match self.router.handle(id, pkt, src, now, &mut self.tx, reply) {
-                    Outcome::Reply(rlen) => {
+                    Outcome::Reply { check, response } => {
                         let r = self.n_replies;
-                        self.reply_lens[r] = rlen;
+                        self.reply_lens[r] = (check, response);
                         self.reply_src[r] = local;
+                        // The check first: an agent that has answered it by the time the
+                        // answer to its own check arrives is latched one round trip
+                        // sooner.
+                        if check > 0 {
+                            self.tx.push(Transmit {
+                                buf: reply_buf(r, Part::Check),
+                                dst: src,
+                            });
+                        }
                         self.tx.push(Transmit {
-                            buf: reply_buf(r),
+                            buf: reply_buf(r, Part::Response),
                             dst: src,
                         });
                         self.n_replies += 1;
                         true
                     }
-                    Outcome::Forwarded(_) | Outcome::Dropped(_) => false,
+                    Outcome::Forwarded(_) | Outcome::Proven | Outcome::Dropped(_) => false,
                 };
                 self.dgrams.push(Dgram {
                     slot: slot as u16,
@@ -380,16 +444,19 @@ impl Shard {
                 continue;
             }
             if g.reply {
-                let t = self.tx[s];
-                let r = reply_index(t.buf).unwrap_or(0);
-                self.msgs.push(Msg {
-                    dst: t.dst,
-                    src_ip: self.reply_src[r],
-                    first: t.buf,
-                    last: t.buf,
-                    seg: 0,
-                    bytes: self.reply_lens[r] as u32,
-                });
+                // The forwarder's check (if any) and the answer, each on its own.
+                for t in &self.tx[s..e] {
+                    let (r, part) = reply_index(t.buf).unwrap_or((0, Part::Response));
+                    let (check, response) = self.reply_lens[r];
+                    self.msgs.push(Msg {
+                        dst: t.dst,
+                        src_ip: self.reply_src[r],
+                        first: t.buf,
+                        last: t.buf,
+                        seg: 0,
+                        bytes: if part == Part::Check { check } else { response } as u32,
+                    });
+                }
                 d += 1;
                 continue;
             }
@@ -570,17 +637,18 @@ impl Shard {
     }
 }
 
-/// The bytes of window datagram or reply number `i`.
+/// The bytes of window datagram or reply datagram number `i`.
 #[inline]
 fn part_bytes<'a>(
     rx: &'a RecvBatch,
     dgrams: &[Dgram],
-    replies: &'a [[u8; MAX_RESPONSE]],
-    lens: &[usize],
+    replies: &'a [StunReply],
+    lens: &[(usize, usize)],
     i: u16,
 ) -> &'a [u8] {
     match reply_index(i) {
-        Some(r) => &replies[r][..lens[r]],
+        Some((r, Part::Check)) => &replies[r].check[..lens[r].0],
+        Some((r, Part::Response)) => &replies[r].response[..lens[r].1],
         None => {
             let g = &dgrams[usize::from(i)];
             let (off, len) = (g.off as usize, g.len as usize);
@@ -589,17 +657,30 @@ fn part_bytes<'a>(
     }
 }
 
-/// Reply buffers are numbered after the window's datagrams, from the top of the u16
-/// range.
+/// Reply datagrams are numbered after the window's datagrams, from the top of the u16
+/// range: two per answered check (at most one per receive slot, 1,024 a batch).
 const REPLY_BASE: u16 = 0x8000;
 const _: () = assert!(WINDOW < REPLY_BASE as usize);
 
-fn reply_buf(i: usize) -> u16 {
-    REPLY_BASE + i as u16
+/// Which of a reply's two datagrams.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Part {
+    Check,
+    Response,
 }
 
-fn reply_index(buf: u16) -> Option<usize> {
-    buf.checked_sub(REPLY_BASE).map(usize::from)
+fn reply_buf(i: usize, part: Part) -> u16 {
+    REPLY_BASE + 2 * i as u16 + u16::from(part == Part::Response)
+}
+
+fn reply_index(buf: u16) -> Option<(usize, Part)> {
+    let i = buf.checked_sub(REPLY_BASE)?;
+    let part = if i % 2 == 0 {
+        Part::Check
+    } else {
+        Part::Response
+    };
+    Some((usize::from(i / 2), part))
 }
 
 #[cfg(test)]
@@ -778,5 +859,17 @@ mod tests {
         }
         let c = shard.router.take_counters();
         assert_eq!((c.gso_fallbacks, c.gso_sends, c.tx_packets), (0, 0, 10));
+    }
+
+    #[test]
+    fn reply_buffers_never_collide_with_receive_slots() {
+        for i in [0, 1, 511, 1023] {
+            for part in [Part::Check, Part::Response] {
+                let b = reply_buf(i, part);
+                assert!(b >= REPLY_BASE);
+                assert_eq!(reply_index(b), Some((i, part)));
+            }
+        }
+        assert_eq!(reply_index(1023), None);
     }
 }

@@ -15,6 +15,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use super::ceiling;
 use super::engine::Creds;
 use super::topology::Topology;
+use blindfold_proto::route::STUN_PER_IP;
 use blindfold_proto::stun as ice;
 
 /// The typed control-API client the load tool drives a forwarder with.
@@ -194,9 +195,13 @@ pub fn delete_calls(api: &Api, topo: &Topology, prefix: &str) -> Result<(), Setu
     first.map_or(Ok(()), Err)
 }
 
+/// What a participant sends back for a datagram the forwarder sent it, if anything.
+type Reply<'a> = dyn Fn(usize, &[u8]) -> Option<Vec<u8>> + 'a;
+
 /// Sends a request from each socket, paced at `per_sec`, and retries the unanswered every
 /// 300 ms until each is answered (`answered` says whether a datagram is the answer for
-/// participant `p`) or `wait` passes.
+/// participant `p`) or `wait` passes. A datagram for which `reply` returns something
+/// (the forwarder's return-path check) is answered with it.
 fn handshake(
     sockets: &[UdpSocket],
     dest: &dyn Fn(usize) -> SocketAddr,
@@ -204,6 +209,7 @@ fn handshake(
     per_sec: usize,
     request: &dyn Fn(usize, u32) -> Vec<u8>,
     answered: &dyn Fn(usize, u32, &[u8]) -> bool,
+    reply: &Reply<'_>,
 ) -> Result<(), SetupError> {
     let deadline = Instant::now() + wait;
     let mut pending: Vec<usize> = (0..sockets.len()).collect();
@@ -228,8 +234,14 @@ fn handshake(
         let mut done: HashSet<usize> = HashSet::new();
         while Instant::now() < until && done.len() < pending.len() {
             for &p in &pending {
-                while let Ok((n, _)) = sockets[p].recv_from(&mut buf) {
-                    if answered(p, attempt, &buf[..n]) {
+                let media = dest(p);
+                while let Ok((n, from)) = sockets[p].recv_from(&mut buf) {
+                    if from != media {
+                        continue;
+                    }
+                    if let Some(r) = reply(p, &buf[..n]) {
+                        let _ = sockets[p].send_to(&r, media);
+                    } else if answered(p, attempt, &buf[..n]) {
                         done.insert(p);
                     }
                 }
@@ -248,8 +260,11 @@ fn txid(p: usize, attempt: u32) -> [u8; 12] {
     t
 }
 
-/// Latches every participant `p` at `dests[p]` by STUN (verified success response), paced under the
-/// forwarder's shard-wide STUN limit.
+/// Latches every participant `p` at `dests[p]` by STUN (verified success response),
+/// answering the forwarder's return-path check (it comes just before the success
+/// response, so an answered participant has answered it). All participants share one
+/// source IP, so the pace stays under the forwarder's per-IP budget for checks from new
+/// addresses (`blindfold_proto::route::STUN_PER_IP`, per shard).
 pub fn latch_all(
     sockets: &[UdpSocket],
     dests: &[SocketAddr],
@@ -260,9 +275,18 @@ pub fn latch_all(
         sockets,
         &|p| dests[p],
         wait,
-        5_000,
+        STUN_PER_IP.packets_per_sec as usize * 9 / 10,
         &|p, a| ice::binding_request(txid(p, a), &creds[p].ufrag, "load", creds[p].pwd.as_bytes()),
         &|p, a, pkt| ice::parse_binding_success(pkt, &txid(p, a), creds[p].pwd.as_bytes()).is_ok(),
+        &|p, pkt| {
+            ice::answer_check(
+                pkt,
+                dests[p],
+                &creds[p].ufrag,
+                "load",
+                creds[p].pwd.as_bytes(),
+            )
+        },
     )
 }
 
@@ -310,5 +334,6 @@ pub fn join_ceiling(
         50_000,
         &|p, _| ceiling::join_datagram(p as u32, group as u32).to_vec(),
         &|p, _, pkt| pkt == ceiling::join_datagram(p as u32, group as u32),
+        &|_, _| None,
     )
 }

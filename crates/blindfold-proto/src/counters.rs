@@ -24,7 +24,7 @@ pub enum DropReason {
     RtcpNoTarget,
     /// The sender exceeded its ingress limits.
     RateLimited,
-    /// STUN that is not a well-formed Binding request.
+    /// STUN that is not a well-formed Binding request or success response.
     StunMalformed,
     /// STUN naming a ufrag no endpoint has.
     StunUnknownUser,
@@ -35,6 +35,12 @@ pub enum DropReason {
     /// A check whose transaction id this endpoint already used from another address: a
     /// captured check replayed elsewhere.
     StunReplayed,
+    /// A verified check nominating an address that an endpoint of another conference
+    /// holds: never taken.
+    StunAddressInUse,
+    /// A STUN response that answers no check of ours from that address (or does not
+    /// verify).
+    StunUnsolicited,
     /// A copy the kernel would not take (EAGAIN, buffer full, unreachable).
     SendFailed,
     /// A copy for a subscriber that is not latched or whose consent lapsed.
@@ -43,7 +49,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in label order.
-    pub const ALL: [DropReason; 14] = [
+    pub const ALL: [DropReason; 16] = [
         DropReason::Unclassified,
         DropReason::Oversize,
         DropReason::Malformed,
@@ -56,6 +62,8 @@ impl DropReason {
         DropReason::StunBadIntegrity,
         DropReason::StunRateLimited,
         DropReason::StunReplayed,
+        DropReason::StunAddressInUse,
+        DropReason::StunUnsolicited,
         DropReason::SendFailed,
         DropReason::NoDestination,
     ];
@@ -77,6 +85,8 @@ impl DropReason {
             DropReason::StunBadIntegrity => "stun_bad_integrity",
             DropReason::StunRateLimited => "stun_rate_limited",
             DropReason::StunReplayed => "stun_replayed",
+            DropReason::StunAddressInUse => "stun_address_in_use",
+            DropReason::StunUnsolicited => "stun_unsolicited",
             DropReason::SendFailed => "send_failed",
             DropReason::NoDestination => "no_destination",
         }

@@ -4,7 +4,7 @@
 //! shared by the forwarder, the participant and the load generator ([`stun`]), the
 //! shard-local routing table ([`table`]), the router that turns one datagram into
 //! transmits ([`route`]), the authoritative control model ([`model`]) and the counters
-//! the router keeps ([`counters`]). Behind the `sim` feature, [`sim`] drives the router
+//! the router keeps ([`counters`]). Behind the `sim` feature, `sim` drives the router
 //! and the model together in memory with simulated time, for behaviour tests.
 //!
 //! Must never touch a socket, a thread, a clock or a key: time is an argument

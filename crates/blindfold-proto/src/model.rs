@@ -183,6 +183,8 @@ enum Latched {
 // reach a log by accident.
 struct Endpoint {
     id: String,
+    /// The conference it belongs to.
+    conf: ConfIdx,
     ufrag: String,
     tracks: Vec<Track>,
     subscriptions: Vec<Subscription>,
@@ -398,6 +400,7 @@ impl Model {
         let generation = slot.generation;
         slot.ep = Some(Endpoint {
             id: id.clone(),
+            conf: conf_idx,
             ufrag: ufrag.clone(),
             tracks: Vec::new(),
             subscriptions: Vec::new(),
@@ -549,25 +552,60 @@ impl Model {
         Ok(((), vec![routes]))
     }
 
-    /// Records a verified STUN latch or consent refresh reported by a shard. Returns the
-    /// update that gives every shard the address, or `None` for a stale generation.
+    /// Records a move a shard made after a verified, nominating check and the return-path
+    /// proof of `addr`. Returns the updates that give every shard the address; none for a
+    /// stale generation. An address that a live endpoint of another conference holds is
+    /// never taken (the shard checks too, but its view may lag): the move is refused and
+    /// the updates restore both endpoints' addresses on every shard.
     pub fn latched(
         &mut self,
         ep: EpIdx,
         generation: u32,
         addr: SocketAddr,
         consent_until: Instant,
-    ) -> Option<Update> {
-        let slot = self.eps.get_mut(ep as usize)?;
-        if slot.generation != generation {
-            return None;
+        now: Instant,
+    ) -> Vec<Update> {
+        let Some(me) = self
+            .eps
+            .get(ep as usize)
+            .filter(|s| s.generation == generation)
+            .and_then(|s| s.ep.as_ref())
+        else {
+            return Vec::new();
+        };
+        if let Some(&holder) = self.by_addr.get(&addr)
+            && holder != ep
+            && let Some(h) = self.endpoint(holder)
+            && h.conf != me.conf
+            && is_latched(h, now)
+        {
+            return [ep, holder]
+                .into_iter()
+                .filter_map(|e| self.address_update(e))
+                .collect();
         }
-        slot.ep.as_ref()?;
         self.set_addr(ep, addr, Latched::Stun { consent_until });
-        Some(Update::Address {
+        vec![Update::Address {
             ep,
             generation,
             addr: Some((addr, Latch::Stun { consent_until })),
+        }]
+    }
+
+    /// The update that sets `ep`'s address on every shard to the model's.
+    fn address_update(&self, ep: EpIdx) -> Option<Update> {
+        let slot = self.eps.get(ep as usize)?;
+        let e = slot.ep.as_ref()?;
+        Some(Update::Address {
+            ep,
+            generation: slot.generation,
+            addr: e.addr.map(|(a, how)| {
+                let latch = match how {
+                    Latched::Declared => Latch::Declared,
+                    Latched::Stun { consent_until } => Latch::Stun { consent_until },
+                };
+                (a, latch)
+            }),
         })
     }
 
@@ -881,14 +919,9 @@ mod tests {
         assert_ne!(a.generation, b.generation);
         // a latch for the old generation is stale
         let now = Instant::now();
-        assert!(
-            m.latched(a.ep, a.generation, "127.0.0.1:1".parse().unwrap(), now)
-                .is_none()
-        );
-        assert!(
-            m.latched(b.ep, b.generation, "127.0.0.1:1".parse().unwrap(), now)
-                .is_some()
-        );
+        let at: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        assert!(m.latched(a.ep, a.generation, at, now, now).is_empty());
+        assert_eq!(m.latched(b.ep, b.generation, at, now, now).len(), 1);
         m.delete_conference("c").unwrap();
         let (_, ups) = m.create_conference(Some("d".into())).unwrap();
         assert!(ups.is_empty());
@@ -996,6 +1029,51 @@ mod tests {
     }
 
     #[test]
+    fn an_address_is_never_taken_across_conferences_while_held() {
+        let mut m = model();
+        m.create_conference(Some("c".into())).unwrap();
+        m.create_conference(Some("d".into())).unwrap();
+        let (a, _) = m.create_endpoint("c", Some("a".into())).unwrap();
+        let (b, _) = m.create_endpoint("c", Some("b".into())).unwrap();
+        let (x, _) = m.create_endpoint("d", Some("x".into())).unwrap();
+        let now = Instant::now();
+        let (w, elsewhere): (SocketAddr, SocketAddr) = (
+            "127.0.0.1:4000".parse().unwrap(),
+            "127.0.0.1:4001".parse().unwrap(),
+        );
+        let until = now + Duration::from_secs(30);
+        m.latched(a.ep, a.generation, w, until, now);
+        m.latched(x.ep, x.generation, elsewhere, until, now);
+        // x (another conference) is refused; the updates put a and x back where they are.
+        let ups = m.latched(x.ep, x.generation, w, until, now);
+        let at = |ep| {
+            ups.iter().find_map(|u| match u {
+                Update::Address { ep: e, addr, .. } if *e == ep => Some(addr.map(|(a, _)| a)),
+                _ => None,
+            })
+        };
+        assert_eq!(at(a.ep), Some(Some(w)));
+        assert_eq!(at(x.ep), Some(Some(elsewhere)));
+        let info = m.conference("c", now).unwrap();
+        assert!(info.endpoints[0].latched);
+        // b, in the same conference, may take it (the shard has the proof).
+        assert_eq!(m.latched(b.ep, b.generation, w, until, now).len(), 1);
+        let info = m.conference("c", now).unwrap();
+        assert!(!info.endpoints[0].latched && info.endpoints[1].latched);
+        // Once b's consent has lapsed, the address is free for x.
+        let later = until + Duration::from_secs(1);
+        let ups = m.latched(
+            x.ep,
+            x.generation,
+            w,
+            later + Duration::from_secs(30),
+            later,
+        );
+        assert_eq!(ups.len(), 1);
+        assert!(m.conference("d", later).unwrap().endpoints[0].latched);
+    }
+
+    #[test]
     fn latch_state_and_consent() {
         let mut m = model();
         m.create_conference(Some("c".into())).unwrap();
@@ -1003,8 +1081,8 @@ mod tests {
         let (b, _) = m.create_endpoint("c", Some("b".into())).unwrap();
         let now = Instant::now();
         let addr: SocketAddr = "127.0.0.1:4000".parse().unwrap();
-        m.latched(a.ep, a.generation, addr, now + Duration::from_secs(30))
-            .unwrap();
+        let ups = m.latched(a.ep, a.generation, addr, now + Duration::from_secs(30), now);
+        assert_eq!(ups.len(), 1);
         let info = m.conference("c", now).unwrap();
         assert!(info.endpoints[0].latched);
         assert_eq!(

@@ -19,9 +19,15 @@ use std::time::{Duration, Instant};
 
 use crate::counters::{DropReason, LocalCounters};
 use crate::model::{Limits, Model, ModelError, NewEndpoint};
-use crate::route::{Outcome, Router, RouterConfig, ShardEvent, Transmit};
+use crate::route::{Outcome, Router, RouterConfig, ShardEvent, StunReply, Transmit};
 use crate::stun;
 use crate::table::{EpIdx, IngressLimits, Update};
+
+/// The simulated forwarder's media address: the source of everything it sends.
+pub const MEDIA_ADDR: SocketAddr = SocketAddr::new(
+    std::net::IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1)),
+    10_000,
+);
 
 /// How the simulated forwarder is set up.
 #[derive(Debug, Clone, Copy)]
@@ -98,7 +104,7 @@ pub struct Sim {
     shards: Vec<Router>,
     counters: LocalCounters,
     tx: Vec<Transmit>,
-    reply: Box<[u8; stun::MAX_RESPONSE]>,
+    reply: Box<StunReply>,
 }
 
 impl Sim {
@@ -115,7 +121,7 @@ impl Sim {
                 .collect(),
             counters: LocalCounters::default(),
             tx: Vec::with_capacity(1024),
-            reply: Box::new([0; stun::MAX_RESPONSE]),
+            reply: Box::default(),
         }
     }
 
@@ -207,10 +213,16 @@ impl Sim {
                 data: data.to_vec(),
             })
             .collect();
-        if let Outcome::Reply(len) = outcome {
+        if let Outcome::Reply { check, response } = outcome {
+            if check > 0 {
+                sent.push(Sent {
+                    dst: src,
+                    data: self.reply.check[..check].to_vec(),
+                });
+            }
             sent.push(Sent {
                 dst: src,
-                data: self.reply[..len].to_vec(),
+                data: self.reply.response[..response].to_vec(),
             });
         }
         let events: Vec<ShardEvent> = self.shards[shard].drain_events().collect();
@@ -254,7 +266,16 @@ impl Sim {
     pub fn check(&mut self, agent: &mut Agent, from: SocketAddr, nominate: bool) -> bool {
         let check = agent.check(nominate);
         let h = self.receive(from, &check.data);
-        h.to(from).any(|d| agent.verifies(&check, d))
+        let answered = h.to(from).any(|d| agent.verifies(&check, d));
+        // The agent answers the forwarder's return-path check, from the same address.
+        let answers: Vec<Vec<u8>> = h
+            .to(from)
+            .filter_map(|d| agent.answer(d, MEDIA_ADDR))
+            .collect();
+        for a in answers {
+            self.receive(from, &a);
+        }
+        answered
     }
 
     fn deliver(&mut self, events: Vec<ShardEvent>) {
@@ -266,9 +287,10 @@ impl Sim {
                     addr,
                     consent_until,
                 } => {
-                    if let Some(u) = self.model.latched(ep, generation, addr, consent_until) {
-                        self.broadcast(&[u]);
-                    }
+                    let updates = self
+                        .model
+                        .latched(ep, generation, addr, consent_until, self.now);
+                    self.broadcast(&updates);
                 }
                 ShardEvent::Consent {
                     ep,
@@ -350,6 +372,18 @@ impl Agent {
         }
         .encode(txid);
         Check { txid, data }
+    }
+
+    /// The agent's answer to a forwarder's return-path check `pkt` that came from
+    /// `forwarder`, or `None` if `pkt` is not one for this endpoint.
+    pub fn answer(&self, pkt: &[u8], forwarder: SocketAddr) -> Option<Vec<u8>> {
+        stun::answer_check(
+            pkt,
+            forwarder,
+            &self.ufrag,
+            &self.client_ufrag,
+            self.pwd.as_bytes(),
+        )
     }
 
     /// Whether `response` is the forwarder's verified answer to `check`.

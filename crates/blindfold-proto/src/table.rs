@@ -346,6 +346,12 @@ impl RecentChecks {
             .any(|(t, a)| t == txid && *a != src)
     }
 
+    /// Whether `txid` was already verified for this endpoint (from any address).
+    #[inline]
+    pub fn seen(&self, txid: &[u8; 12]) -> bool {
+        self.entries.iter().flatten().any(|(t, _)| t == txid)
+    }
+
     /// Remembers a verified check, evicting the oldest.
     #[inline]
     pub fn remember(&mut self, txid: [u8; 12], src: SocketAddr) {
@@ -355,6 +361,33 @@ impl RecentChecks {
         self.entries[self.next] = Some((txid, src));
         self.next = (self.next + 1) % RECENT_CHECKS;
     }
+}
+
+/// How many addresses other than its selected one an endpoint can be proving at once on
+/// one shard: an agent with two interfaces, or a rebinding while the old pair still runs.
+pub const PROBES: usize = 2;
+
+/// An address an endpoint's agent checked from that is not (yet) where its media goes:
+/// the return-path proof in progress, or done and waiting for a nomination.
+///
+/// No media goes to `addr` before an answer to the forwarder's own check (transaction id
+/// `txid`) comes back from it; until then the forwarder sends it at most three times the
+/// bytes it received from it (QUIC's anti-amplification rule, RFC 9000 §8), which
+/// `credit` keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probe {
+    /// The address being proven.
+    pub addr: SocketAddr,
+    /// The forwarder's check's transaction id: unpredictable, seen only at `addr`.
+    pub txid: [u8; 12],
+    /// The agent nominated this address (USE-CANDIDATE): media moves once proven.
+    pub nominated: bool,
+    /// The answer came back from `addr`.
+    pub proven: bool,
+    /// When the proof started; it is void after the consent timeout.
+    pub since: Instant,
+    /// Bytes the forwarder may still send to `addr`: 3x received, less sent.
+    pub credit: usize,
 }
 
 /// One endpoint as a shard sees it.
@@ -370,8 +403,31 @@ pub struct Slot {
     pub addr: Option<(SocketAddr, Latch)>,
     /// Ingress token bucket (per shard: a sender's packets hash to one shard).
     pub bucket: TokenBucket,
+}
+
+/// An endpoint's STUN state on one shard. Kept apart from its [`Slot`], which every media
+/// packet reads, so the slots the hot path walks stay small and dense.
+#[derive(Debug, Clone)]
+pub struct StunState {
     /// Recently verified checks, against replays.
     pub recent: RecentChecks,
+    /// Return-path proofs of addresses other than the selected one.
+    pub probes: [Option<Probe>; PROBES],
+    /// Budget of checks from the selected address (`route::STUN_SELECTED`).
+    pub selected: TokenBucket,
+    /// Budget of checks from other addresses (`route::STUN_NEW_ADDRESS`).
+    pub new_address: TokenBucket,
+}
+
+impl Default for StunState {
+    fn default() -> Self {
+        Self {
+            recent: RecentChecks::default(),
+            probes: [None; PROBES],
+            selected: TokenBucket::new(crate::route::STUN_SELECTED),
+            new_address: TokenBucket::new(crate::route::STUN_NEW_ADDRESS),
+        }
+    }
 }
 
 impl Slot {
@@ -390,6 +446,8 @@ impl Slot {
 #[derive(Default)]
 pub struct Table {
     slots: Vec<Option<Slot>>,
+    /// STUN state, indexed like `slots`.
+    stun: Vec<StunState>,
     by_addr: FastMap<SocketAddr, EpIdx>,
     by_ufrag: FastMap<Box<str>, EpIdx>,
     confs: Vec<Option<Arc<ConfRoutes>>>,
@@ -411,7 +469,9 @@ impl Table {
                 let i = ep as usize;
                 if self.slots.len() <= i {
                     self.slots.resize_with(i + 1, || None);
+                    self.stun.resize_with(i + 1, StunState::default);
                 }
+                self.stun[i] = StunState::default();
                 if let Some(ice) = &ice {
                     self.by_ufrag.insert(ice.ufrag.clone(), ep);
                 }
@@ -421,7 +481,6 @@ impl Table {
                     ice,
                     addr: None,
                     bucket: TokenBucket::new(limits),
-                    recent: RecentChecks::default(),
                 });
             }
             Update::RemoveEndpoint { ep } => self.remove_endpoint(ep),
@@ -459,6 +518,14 @@ impl Table {
         let old = slot.addr.map(|(a, _)| a);
         slot.addr = addr;
         let new = addr.map(|(a, _)| a);
+        // The selected address needs no proof any more.
+        if let Some(st) = self.stun.get_mut(ep as usize) {
+            for p in &mut st.probes {
+                if p.is_some_and(|p| Some(p.addr) == new) {
+                    *p = None;
+                }
+            }
+        }
         if old != new {
             if let Some(old) = old
                 && self.by_addr.get(&old) == Some(&ep)
@@ -519,6 +586,20 @@ impl Table {
     #[inline]
     pub fn slot_mut(&mut self, ep: EpIdx) -> Option<&mut Slot> {
         self.slots.get_mut(ep as usize).and_then(Option::as_mut)
+    }
+
+    /// Endpoint slot `ep` with its STUN state.
+    #[inline]
+    pub fn slot_stun(&self, ep: EpIdx) -> Option<(&Slot, &StunState)> {
+        let slot = self.slot(ep)?;
+        Some((slot, self.stun.get(ep as usize)?))
+    }
+
+    /// Endpoint slot `ep` with its STUN state, mutable.
+    #[inline]
+    pub fn slot_stun_mut(&mut self, ep: EpIdx) -> Option<(&Slot, &mut StunState)> {
+        let slot = self.slots.get(ep as usize)?.as_ref()?;
+        Some((slot, self.stun.get_mut(ep as usize)?))
     }
 
     /// Routes of conference `conf`.

@@ -34,3 +34,35 @@ fn a_replayed_check_from_another_address_moves_nothing() {
     let h = call.sim.receive(b, &captured.data);
     assert!(h.to(b).any(|d| call.agents[1].verifies(&captured, d)));
 }
+
+/// With several shards a replay may reach one that never saw the transaction id. It is
+/// answered there like any new check, and still moves nothing: the forwarder's own
+/// check to the replaying address goes unanswered.
+#[test]
+fn a_replay_on_a_shard_that_never_saw_it_moves_nothing_either() {
+    let mut call = Call::new(SimConfig {
+        shards: 3,
+        ..SimConfig::default()
+    });
+    let b = call.addr("b");
+    let captured = call.agent("b").check(true);
+    call.sim.receive(b, &captured.data);
+    let attackers: Vec<_> = (0..12).map(other).collect();
+    assert!(
+        attackers
+            .iter()
+            .any(|&a| call.sim.shard_of(a) != call.sim.shard_of(b)),
+        "some replays reach another shard"
+    );
+    for (i, &at) in attackers.iter().enumerate() {
+        let h = call.sim.receive(at, &captured.data);
+        assert!(
+            h.sent
+                .iter()
+                .all(|s| s.data.first().is_some_and(|b| b >> 6 == 0))
+        );
+        let h = call.send("a", &rtp(0xA1, i as u16, 20));
+        assert_eq!(h.dsts(), vec![b, call.addr("c")], "media left b");
+        assert_eq!(call.sim.endpoint_at(at), None);
+    }
+}

@@ -5,7 +5,7 @@
 mod common;
 use blindfold_proto::counters::DropReason;
 use blindfold_proto::route::Outcome;
-use blindfold_proto::sim::{Sim, SimConfig};
+use blindfold_proto::sim::{MEDIA_ADDR, Sim, SimConfig};
 use blindfold_proto::stun;
 use common::*;
 
@@ -46,12 +46,25 @@ fn the_right_pwd_latches_and_a_wrong_one_does_not() {
                 .all(|e| !e.latched)
         );
 
-        // The right pwd: answered with the source as XOR-MAPPED-ADDRESS, and latched.
+        // The right pwd: answered with the source as XOR-MAPPED-ADDRESS, and latched once
+        // the agent has answered the forwarder's own check from there.
         let check = subscriber.check(true);
         let h = sim.receive(addr(2), &check.data);
-        let answer = h.to(addr(2)).next().expect("answered");
-        let mapped = stun::parse_binding_success(answer, &check.txid, subscriber.pwd.as_bytes());
-        assert_eq!(mapped, Ok(addr(2)));
+        let mapped = h.to(addr(2)).find_map(|d| {
+            stun::parse_binding_success(d, &check.txid, subscriber.pwd.as_bytes()).ok()
+        });
+        assert_eq!(mapped, Some(addr(2)));
+        let answers: Vec<_> = h
+            .to(addr(2))
+            .filter_map(|d| subscriber.answer(d, MEDIA_ADDR))
+            .collect();
+        assert_eq!(
+            answers.len(),
+            1,
+            "the forwarder checks the new address once"
+        );
+        assert_eq!(sim.endpoint_at(addr(2)), None, "no media before the answer");
+        sim.receive(addr(2), &answers[0]);
         assert!(sim.latch(&mut publisher, addr(1)));
         assert_eq!(sim.endpoint_at(addr(2)), Some(subscriber.ep));
         let info = sim.model().conference("s1", sim.now()).unwrap();

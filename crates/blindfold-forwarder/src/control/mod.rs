@@ -140,6 +140,7 @@ impl Shared {
         let mut model = self.lock();
         let mut updates = Vec::new();
         let mut stale = 0usize;
+        let now = std::time::Instant::now();
         for ev in events {
             match ev {
                 ShardEvent::Latched {
@@ -147,10 +148,11 @@ impl Shared {
                     generation,
                     addr,
                     consent_until,
-                } => match model.latched(ep, generation, addr, consent_until) {
-                    Some(u) => updates.push(u),
-                    None => stale += 1,
-                },
+                } => {
+                    let ups = model.latched(ep, generation, addr, consent_until, now);
+                    stale += usize::from(ups.is_empty());
+                    updates.extend(ups);
+                }
                 ShardEvent::Consent {
                     ep,
                     generation,

@@ -7,9 +7,10 @@
 
 use std::net::SocketAddr;
 
+use super::server::{BindingRequest, write_binding_success};
 use super::{
-    BINDING_REQUEST, BINDING_SUCCESS, FP_ATTR, HEADER, MAX_USERNAME, MI_ATTR, StunError, attr,
-    decode_xor_mapped, integrity_ok, scan, write_message,
+    BINDING_REQUEST, BINDING_SUCCESS, FP_ATTR, HEADER, MAX_RESPONSE, MAX_USERNAME, MI_ATTR,
+    StunError, attr, decode_xor_mapped, integrity_ok, scan, write_message,
 };
 
 /// The priority a check advertises for the peer-reflexive candidate it may create
@@ -81,6 +82,29 @@ impl Check<'_> {
         out.truncate(len);
         out
     }
+}
+
+/// Answers the forwarder's return-path check: a Binding request the forwarder sends to an
+/// address before it sends media there, with USERNAME "{client_ufrag}:{forwarder_ufrag}"
+/// and MESSAGE-INTEGRITY keyed by the endpoint's pwd (the credentials both sides already
+/// hold). Returns the success response to send back to `from`, or `None` when `pkt` is
+/// not such a check for this endpoint: an agent answers only what it can verify, and
+/// only from the forwarder's address, which the caller checks (answering checks from
+/// elsewhere would let a third party relay the proof).
+pub fn answer_check(
+    pkt: &[u8],
+    from: SocketAddr,
+    forwarder_ufrag: &str,
+    client_ufrag: &str,
+    pwd: &[u8],
+) -> Option<Vec<u8>> {
+    let req = BindingRequest::parse(pkt).ok()?;
+    if req.ufrags().ok()? != (client_ufrag, forwarder_ufrag) || !req.verify_integrity(pwd) {
+        return None;
+    }
+    let mut out = [0u8; MAX_RESPONSE];
+    let n = write_binding_success(&mut out, &req.transaction_id(), from, pwd);
+    Some(out[..n].to_vec())
 }
 
 /// Parses a Binding success response to the request `txid`: checks the transaction id,

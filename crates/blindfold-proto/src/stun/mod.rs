@@ -13,7 +13,9 @@
 //! Only authenticated requests get an answer, so someone who does not know an
 //! endpoint's pwd cannot use the forwarder as a reflector. The answer (at most 76 bytes)
 //! is also smaller than any request that can authenticate against our 16-character
-//! ufrags (at least 80 bytes), so it is no amplifier either.
+//! ufrags (at least 80 bytes), so it is no amplifier either; the forwarder's own check to
+//! an address it has not proven yet ([`server::write_check`]) is held by the router to
+//! three times what that address sent.
 //!
 //! Every offset read from the network is bounds-checked; malformed input is an
 //! [`StunError`], never a panic (see [`fuzz_stun`] and the sweep tests).
@@ -21,8 +23,8 @@
 pub mod client;
 pub mod server;
 
-pub use client::{binding_request, parse_binding_success};
-pub use server::{BindingRequest, write_binding_success};
+pub use client::{answer_check, binding_request, parse_binding_success};
+pub use server::{BindingRequest, BindingResponse, MAX_CHECK, write_binding_success, write_check};
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -57,6 +59,7 @@ pub(crate) mod attr {
     pub const PRIORITY: u16 = 0x0024;
     pub const USE_CANDIDATE: u16 = 0x0025;
     pub const FINGERPRINT: u16 = 0x8028;
+    pub const ICE_CONTROLLED: u16 = 0x8029;
     pub const ICE_CONTROLLING: u16 = 0x802A;
     /// Types below this are comprehension-required.
     pub const FIRST_OPTIONAL: u16 = 0x8000;
@@ -110,6 +113,8 @@ pub(crate) struct Attrs {
     pub(crate) xor_mapped: Option<(usize, usize)>,
     pub(crate) priority: Option<u32>,
     pub(crate) use_candidate: bool,
+    /// ICE-CONTROLLED was present (before MESSAGE-INTEGRITY).
+    pub(crate) controlled: bool,
     /// Offset of the MESSAGE-INTEGRITY attribute's header.
     pub(crate) integrity: Option<usize>,
 }
@@ -187,6 +192,7 @@ pub(crate) fn scan(pkt: &[u8], want_type: u16, wrong_type: StunError) -> Result<
                         _ => return Err(StunError::BadAttribute),
                     }
                 }
+                attr::ICE_CONTROLLED => attrs.controlled = true,
                 attr::USE_CANDIDATE => {
                     if len != 0 {
                         return Err(StunError::BadAttribute);
@@ -370,6 +376,17 @@ pub fn fuzz_stun(data: &[u8]) {
         let mut out = [0u8; MAX_RESPONSE];
         let mapped = SocketAddr::from(([192, 0, 2, 1], 32853));
         let _ = write_binding_success(&mut out, &req.transaction_id(), mapped, b"pwd");
+        if let Ok((local, remote)) = req.ufrags() {
+            let mut check = [0u8; MAX_CHECK];
+            let n = write_check(&mut check, &req.transaction_id(), remote, local, b"k", 1);
+            let n = n.expect("the ufrags of a request that parsed fit a check");
+            let _ = answer_check(&check[..n], mapped, local, remote, b"k");
+        }
+        let _ = answer_check(data, mapped, "fwd", "cli", b"VOkJxbRl1RmTxUk/WvJxBt");
+    }
+    let _ = server::is_success_response(data);
+    if let Ok(resp) = BindingResponse::parse(data) {
+        let _ = resp.verify_integrity(b"VOkJxbRl1RmTxUk/WvJxBt");
     }
     let txid = data
         .get(8..HEADER)

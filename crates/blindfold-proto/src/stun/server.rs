@@ -1,6 +1,8 @@
 //! The forwarder's half of STUN: parsing and authenticating the Binding requests
 //! participants send ([`BindingRequest`]) and writing the success response
-//! ([`write_binding_success`]).
+//! ([`write_binding_success`]); writing the forwarder's own return-path check to an
+//! address it has not proven yet ([`write_check`]) and authenticating the answer
+//! ([`BindingResponse`]).
 //!
 //! Owns the per-packet STUN work, which must not allocate. Must not decide anything:
 //! which pwd to verify with and what to latch are the router's.
@@ -8,8 +10,8 @@
 use std::net::SocketAddr;
 
 use super::{
-    BINDING_REQUEST, BINDING_SUCCESS, HEADER, MAX_RESPONSE, StunError, attr, integrity_ok, scan,
-    write_message, xor_mapped_value,
+    BINDING_REQUEST, BINDING_SUCCESS, FP_ATTR, HEADER, MAX_RESPONSE, MAX_USERNAME, MI_ATTR,
+    StunError, attr, integrity_ok, scan, write_message, xor_mapped_value,
 };
 
 /// A parsed, structurally valid Binding request borrowing the datagram. Its USERNAME is
@@ -21,6 +23,7 @@ pub struct BindingRequest<'a> {
     username: &'a [u8],
     integrity_at: usize,
     use_candidate: bool,
+    controlled: bool,
     priority: Option<u32>,
 }
 
@@ -54,6 +57,7 @@ impl<'a> BindingRequest<'a> {
             username: pkt.get(u_start..u_end).ok_or(StunError::BadAttribute)?,
             integrity_at,
             use_candidate: attrs.use_candidate,
+            controlled: attrs.controlled,
             priority: attrs.priority,
         })
     }
@@ -79,10 +83,18 @@ impl<'a> BindingRequest<'a> {
         integrity_ok(self.pkt, self.integrity_at, pwd)
     }
 
-    /// Whether the request nominates this pair (USE-CANDIDATE). Informational: an
-    /// ICE-lite forwarder latches on any authenticated request.
+    /// Whether the request nominates this pair (USE-CANDIDATE): the controlling agent's
+    /// choice of the pair media goes to (RFC 8445 §7.3.1.5).
     pub fn use_candidate(&self) -> bool {
         self.use_candidate
+    }
+
+    /// Whether the sender claims the controlled role (ICE-CONTROLLED). The forwarder is
+    /// ICE-lite and so always controlled itself (RFC 8445 §6.1.1): such a request comes
+    /// from no agent it serves, but possibly from a forwarder, itself included, whose
+    /// return-path check was reflected at it.
+    pub fn controlled(&self) -> bool {
+        self.controlled
     }
 
     /// The PRIORITY attribute, if present (informational).
@@ -106,6 +118,100 @@ pub fn write_binding_success(
     write_message(out, BINDING_SUCCESS, txid, &attrs, pwd)
         // Invariant: at most 20 + 24 + 24 + 8 = 76 bytes, checked by a test.
         .expect("a Binding success response fits in MAX_RESPONSE")
+}
+
+/// Room for the forwarder's own check: header, USERNAME of two ufrags (at most 508
+/// bytes), PRIORITY, ICE-CONTROLLED, MESSAGE-INTEGRITY and FINGERPRINT.
+pub const MAX_CHECK: usize = HEADER + 4 + MAX_USERNAME + 8 + 12 + MI_ATTR + FP_ATTR;
+
+/// The priority the forwarder's host candidate advertises (RFC 8445 §5.1.2.1: type
+/// preference 126, local preference 65535, component 1).
+const HOST_PRIORITY: u32 = (126 << 24) | (65535 << 8) | 255;
+
+/// Writes the forwarder's return-path check to an address an endpoint's agent checked
+/// from (RFC 7675 consent, sent before any media goes there): USERNAME
+/// "{agent_ufrag}:{forwarder_ufrag}" (RFC 8445 §7.2.2, seen from the agent), PRIORITY,
+/// ICE-CONTROLLED with `tiebreaker` (an ICE-lite agent is controlled),
+/// MESSAGE-INTEGRITY keyed by the endpoint's pwd, which only the agent and the forwarder
+/// hold, and FINGERPRINT. `txid` must be unpredictable: only a receiver at the address
+/// sees it, which is the proof. Returns its length, or `None` when the USERNAME would not
+/// fit (never for ufrags taken from a request that parsed). Zero allocation.
+pub fn write_check(
+    out: &mut [u8; MAX_CHECK],
+    txid: &[u8; 12],
+    agent_ufrag: &str,
+    forwarder_ufrag: &str,
+    pwd: &[u8],
+    tiebreaker: u64,
+) -> Option<usize> {
+    let mut username = [0u8; MAX_USERNAME];
+    let (a, f) = (agent_ufrag.as_bytes(), forwarder_ufrag.as_bytes());
+    let len = a.len() + 1 + f.len();
+    let u = username.get_mut(..len)?;
+    u[..a.len()].copy_from_slice(a);
+    u[a.len()] = b':';
+    u[a.len() + 1..].copy_from_slice(f);
+    let priority = HOST_PRIORITY.to_be_bytes();
+    let tiebreaker = tiebreaker.to_be_bytes();
+    let attrs = [
+        (attr::USERNAME, &u[..]),
+        (attr::PRIORITY, &priority[..]),
+        (attr::ICE_CONTROLLED, &tiebreaker[..]),
+    ];
+    write_message(out, BINDING_REQUEST, txid, &attrs, pwd)
+}
+
+/// Whether `pkt` claims to be a Binding success response (the answer to one of the
+/// forwarder's checks), from its first two bytes only.
+#[inline]
+pub fn is_success_response(pkt: &[u8]) -> bool {
+    pkt.get(..2) == Some(&BINDING_SUCCESS.to_be_bytes()[..])
+}
+
+/// A parsed, structurally valid Binding success response borrowing the datagram: the
+/// answer to one of the forwarder's checks. Unauthenticated until
+/// [`BindingResponse::verify_integrity`] returns true.
+#[derive(Clone, Copy)]
+pub struct BindingResponse<'a> {
+    pkt: &'a [u8],
+    txid: [u8; 12],
+    integrity_at: usize,
+}
+
+impl std::fmt::Debug for BindingResponse<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BindingResponse")
+            .field("len", &self.pkt.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> BindingResponse<'a> {
+    /// Checks the header, attribute framing, FINGERPRINT and the presence of
+    /// MESSAGE-INTEGRITY.
+    pub fn parse(pkt: &'a [u8]) -> Result<Self, StunError> {
+        let attrs = scan(pkt, BINDING_SUCCESS, StunError::NotBindingSuccess)?;
+        let integrity_at = attrs.integrity.ok_or(StunError::MissingIntegrity)?;
+        let txid = pkt
+            .get(8..HEADER)
+            .and_then(|t| t.first_chunk::<12>())
+            .ok_or(StunError::Truncated)?;
+        Ok(Self {
+            pkt,
+            txid: *txid,
+            integrity_at,
+        })
+    }
+
+    /// The transaction id: that of the check it answers.
+    pub fn transaction_id(&self) -> [u8; 12] {
+        self.txid
+    }
+
+    /// Verifies MESSAGE-INTEGRITY with the endpoint's pwd, in constant time.
+    pub fn verify_integrity(&self, pwd: &[u8]) -> bool {
+        integrity_ok(self.pkt, self.integrity_at, pwd)
+    }
 }
 
 #[cfg(test)]
@@ -328,6 +434,37 @@ mod tests {
         assert!(!req.use_candidate());
         assert_eq!(req.ufrags(), Ok(("f", "c")));
         assert!(req.verify_integrity(key));
+    }
+
+    #[test]
+    fn the_forwarders_check_is_answered_by_the_agent_and_verifies() {
+        let (fu, cu, pwd) = (random_ufrag(), random_ufrag(), b"the-endpoint-pwd-24chars");
+        let mut out = [0u8; MAX_CHECK];
+        let n = write_check(&mut out, &[4; 12], &cu, &fu, pwd, 7).unwrap();
+        let check = BindingRequest::parse(&out[..n]).unwrap();
+        assert_eq!(check.ufrags(), Ok((cu.as_str(), fu.as_str())));
+        assert!(check.controlled() && !check.use_candidate());
+        assert!(check.verify_integrity(pwd));
+        let from = "192.0.2.1:10000".parse().unwrap();
+        let answer = crate::stun::answer_check(&out[..n], from, &fu, &cu, pwd).unwrap();
+        assert!(is_success_response(&answer));
+        let resp = BindingResponse::parse(&answer).unwrap();
+        assert_eq!(resp.transaction_id(), [4; 12]);
+        assert!(resp.verify_integrity(pwd));
+        assert!(!resp.verify_integrity(b"another-pwd"));
+        // The agent answers only its own endpoint's checks, keyed by its pwd.
+        assert!(crate::stun::answer_check(&out[..n], from, &fu, "other", pwd).is_none());
+        assert!(crate::stun::answer_check(&out[..n], from, &fu, &cu, b"x").is_none());
+        // A participant's own request is no check to answer (the roles are swapped).
+        let own = binding_request([5; 12], &fu, &cu, pwd);
+        assert!(crate::stun::answer_check(&own, from, &fu, &cu, pwd).is_none());
+        // Longest ufrags fit; longer do not.
+        let long = "u".repeat(MAX_USERNAME - 1 - 4);
+        assert!(write_check(&mut out, &[0; 12], &long, "abcd", pwd, 0).is_some());
+        assert!(write_check(&mut out, &[0; 12], &long, "abcde", pwd, 0).is_none());
+        // The request a participant sends is never taken for an answer.
+        assert!(!is_success_response(&own));
+        assert!(BindingResponse::parse(&own).is_err());
     }
 
     #[test]
