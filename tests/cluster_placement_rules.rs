@@ -1,8 +1,9 @@
 //! The placement rules against a real Redis: no live forwarder is a clear error; draining
 //! nodes get nothing new; a region is preferred; a home over its budget spills joiners
-//! onto the call's other nodes first; a fresh load report replaces the claims it
-//! includes; a lapsed node's participants are moved once, however many instances repair
-//! the call at the same moment.
+//! onto the call's other nodes first (a placement counts at once, even in the millisecond
+//! of a load report); a later report replaces the claims it reflects; a lapsed node's
+//! participants are moved once, however many instances repair the call at the same
+//! moment.
 
 mod common;
 use common::redis::RedisServer;
@@ -10,6 +11,7 @@ use common::redis::RedisServer;
 use std::sync::Arc;
 
 use blindfold::cluster::placement::HomeChange;
+use blindfold::cluster::schema::REPORT_LAG;
 use blindfold::cluster::{Budget, Cluster, Error, Load, Registration};
 
 fn reg(id: &str, region: Option<&str>) -> Registration {
@@ -145,7 +147,11 @@ fn placement_follows_its_rules() {
             .await
             .unwrap();
         assert_eq!(over.node, "h1");
-        // A report sampled after the claims replaces them: h1 reports 0 again.
+        // A report sampled REPORT_LAG after the claims replaces them: h1 reports 0 again.
+        let claimed = c.now_ms().await.unwrap();
+        while c.now_ms().await.unwrap() <= claimed + REPORT_LAG.as_millis() as u64 {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
         c.register(&reg("h1", None), load(0), false).await.unwrap();
         let after = c
             .place_participant("c4", "x", None, budget(1))

@@ -84,6 +84,9 @@ fn generator_against_the_ceiling_is_lossless() {
         batch: 32,
         pin: false,
         unlimited_ingress: false,
+        offload: true,
+        redis: None,
+        layout: blindfold::load::cluster::Layout::Spread,
     })
     .unwrap();
     let topo = Topology::new(2, 4, None, vec!["audio".parse().unwrap()], Subscribe::All).unwrap();
@@ -96,6 +99,8 @@ fn generator_against_the_ceiling_is_lossless() {
         churn: 0,
         seed: 3,
         encrypt: false,
+        gso: false,
+        gro: false,
         quiet: true,
     };
     let r = blindfold::load::run(&target, &topo, &args).unwrap();

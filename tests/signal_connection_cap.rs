@@ -31,6 +31,7 @@ fn connections_are_capped_in_total_and_per_source() {
         &[
             ("BLINDFOLD_SIGNAL_MAX_CONNECTIONS", "30"),
             ("BLINDFOLD_SIGNAL_MAX_CONNECTIONS_PER_SOURCE", "20"),
+            ("BLINDFOLD_SIGNAL_METRICS", "true"),
         ],
     );
     let one = IpAddr::from([127, 0, 0, 1]);
@@ -57,5 +58,15 @@ fn connections_are_capped_in_total_and_per_source() {
         wait_for(|| matches!(RawWs::connect(signal.addr, one, None), Upgrade::Open(_))),
         "a closed connection's slot is given back"
     );
+    // Counted (attempts that raced the slots' release above may add to these).
+    let counted = |limit: &str| {
+        signal
+            .metric(&format!(
+                "blindfold_signal_connections_refused_total{{limit=\"{limit}\"}}"
+            ))
+            .unwrap_or(0)
+    };
+    assert!(counted("per_source") >= 5);
+    assert!(counted("total") >= 15);
     drop(second);
 }

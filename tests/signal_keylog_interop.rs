@@ -21,6 +21,7 @@ fn key_log_decrypts_a_capture_with_rtc_srtp() {
         forwarders: vec![format!("http://{}", fwd.control_addr())],
         control_token: common::TOKEN.into(),
         debug_state: false,
+        metrics: false,
         limits: Default::default(),
     })
     .unwrap();

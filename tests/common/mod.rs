@@ -3,6 +3,7 @@
 //! deadlines (never fixed sleeps).
 #![allow(dead_code)]
 
+pub mod burst;
 pub mod redis;
 
 use std::net::{SocketAddr, UdpSocket};
@@ -16,6 +17,7 @@ use blindfold::proto::stun as ice;
 
 pub mod control;
 pub mod signal;
+pub mod slow_forwarder;
 
 pub const TOKEN: &str = "test-token";
 /// Generous: CI is a loaded 2-core machine.

@@ -35,20 +35,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+pub use blindfold_control::TrackKind;
+
 /// A forwarder's node id.
 pub type NodeId = String;
-
-/// What a track carries (the control API's vocabulary).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TrackKind {
-    /// Microphone audio.
-    Audio,
-    /// Camera video.
-    Video,
-    /// Screen share.
-    Screen,
-}
 
 /// One track of one participant.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

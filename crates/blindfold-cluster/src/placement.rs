@@ -20,14 +20,15 @@
 //! Within a rule the call's home comes first, then the call's other nodes, then any other
 //! node, each by least load (endpoints, then copies/s, then id): a call spreads only when
 //! it must, and each spread costs relay links. Loads come from the nodes' last reports
-//! plus the placements made since (claims), so a burst of joins within one report period
-//! does not all land on the node that looked emptiest.
+//! plus the placements it may not reflect yet (claims younger than the report by less
+//! than [`crate::schema::REPORT_LAG`]), so a burst of joins within one report period does
+//! not all land on the node that looked emptiest.
 
 use std::sync::LazyLock;
 
 use redis::Value;
 
-use crate::schema::{self, CALL_TTL, CLAIMS_TTL, CallKeys};
+use crate::schema::{self, CALL_TTL, CLAIMS_TTL, CallKeys, REPORT_LAG};
 use crate::{Cluster, Error};
 
 /// Per-forwarder limits above which a joiner goes elsewhere (0 or `None`: no limit).
@@ -76,13 +77,13 @@ pub struct Move {
 }
 
 /// Shared by the scripts: node state with pending claims, the rules, the choice.
-/// ARGV[1..4] of every script: region ('' none), endpoint budget, copies budget (0 none),
-/// claims TTL ms.
+/// ARGV[1..5] of every script: region ('' none), endpoint budget, copies budget (0 none),
+/// claims TTL ms, report lag ms.
 const PRELUDE: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local region, be, bc = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local claims_ttl = tonumber(ARGV[4])
+local claims_ttl, lag = tonumber(ARGV[4]), tonumber(ARGV[5])
 
 local cache = {}
 -- A live node's state (load includes placements made since its last report), or nil.
@@ -93,7 +94,8 @@ local function node(id)
   if not h[1] then cache[id] = false; return nil end
   local ck = 'bf:node:' .. id .. ':claims'
   redis.call('ZREMRANGEBYSCORE', ck, '-inf', now - claims_ttl)
-  local pending = redis.call('ZCOUNT', ck, '(' .. h[5], '+inf')
+  -- Claims the report may not reflect yet: younger than the report minus its lag.
+  local pending = redis.call('ZCOUNT', ck, tonumber(h[5]) - lag, '+inf')
   c = { id = id, draining = (h[1] == '1'), region = h[2],
         endpoints = tonumber(h[3]) + pending, copies = tonumber(h[4]) }
   cache[id] = c
@@ -184,10 +186,10 @@ local function touch(ttl)
 end
 "#;
 
-/// KEYS: the call's keys ([`CallKeys::all`] order: home, placement first). ARGV[5]:
-/// participant ('' to place the call only), ARGV[6]: claim id, ARGV[7]: call TTL ms.
+/// KEYS: the call's keys ([`CallKeys::all`] order: home, placement first). ARGV[6]:
+/// participant ('' to place the call only), ARGV[7]: claim id, ARGV[8]: call TTL ms.
 const PLACE: &str = r#"
-local participant, claim_id = ARGV[5], ARGV[6]
+local participant, claim_id = ARGV[6], ARGV[7]
 local home, change, prev = ensure_home(KEYS[1], KEYS[2])
 if not home then return redis.error_reply('NO_FORWARDER no live forwarder') end
 local at = home
@@ -203,11 +205,11 @@ if participant ~= '' then
     claim(at, claim_id)
   end
 end
-touch(ARGV[7])
+touch(ARGV[8])
 return {home, at, change, prev}
 "#;
 
-/// KEYS as [`PLACE`]. ARGV[5]: claim id prefix, ARGV[6]: call TTL ms. Moves every
+/// KEYS as [`PLACE`]. ARGV[6]: claim id prefix, ARGV[7]: call TTL ms. Moves every
 /// participant placed on a lapsed node; returns home, change, previous home, then
 /// (participant, from, to) triples.
 const RELOCATE: &str = r#"
@@ -225,11 +227,11 @@ for i = 1, #flat, 2 do
     local to = choose(home, call_nodes(KEYS[2], home))
     if not to then return redis.error_reply('NO_FORWARDER no live forwarder') end
     redis.call('HSET', KEYS[2], p, to.id)
-    claim(to.id, ARGV[5] .. p)
+    claim(to.id, ARGV[6] .. p)
     table.insert(moves, p); table.insert(moves, n); table.insert(moves, to.id)
   end
 end
-touch(ARGV[6])
+touch(ARGV[7])
 local res = {home, change, prev}
 for _, v in ipairs(moves) do table.insert(res, v) end
 return res
@@ -390,5 +392,6 @@ fn prelude_args(inv: &mut redis::ScriptInvocation<'_>, region: Option<&str>, bud
     inv.arg(region.unwrap_or(""))
         .arg(budget.endpoints.unwrap_or(0))
         .arg(budget.copies_per_sec.unwrap_or(0))
-        .arg(schema::ms(CLAIMS_TTL));
+        .arg(schema::ms(CLAIMS_TTL))
+        .arg(schema::ms(REPORT_LAG));
 }

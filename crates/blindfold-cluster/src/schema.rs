@@ -20,6 +20,8 @@
 //! | `bf:call:{call}:seq` | string | the call's | the join counter |
 //! | `bf:call:{call}:events` | stream | the call's | the call's message bus |
 //! | `bf:call:{call}:links` | hash | the call's | relay links between its nodes (JSON) |
+//! | `bf:call:{call}:lock` | string | its own, ≤ 30 s | the instance reconciling the call's forwarders |
+//! | `bf:call:{call}:dirty` | string | its own, ≤ 30 s | a change arrived while the lock was held |
 //!
 //! "The call's" lifetime: every write to a call sets [`CALL_TTL`] on all its keys, and
 //! the signalling instances holding its members renew it; when the last member leaves,
@@ -39,6 +41,12 @@ pub const NODE_TTL: Duration = Duration::from_secs(5);
 pub const NODE_REFRESH: Duration = Duration::from_secs(1);
 /// How long placement claims are remembered (longer than a load report takes to arrive).
 pub const CLAIMS_TTL: Duration = Duration::from_secs(10);
+/// How far a load report lags the placements it reflects: a placement becomes an
+/// endpoint after a control-API round trip, the shards publish their table counts every
+/// 500 ms, the registry samples them every second. A claim counts against its node until
+/// a report sampled this much later than the claim arrives, so a placement is counted
+/// at least once (sometimes twice, for up to this long), never not at all.
+pub const REPORT_LAG: Duration = Duration::from_secs(2);
 /// Lifetime of a live call's keys, renewed by every write and by member leases.
 pub const CALL_TTL: Duration = Duration::from_secs(120);
 /// Lifetime of a call's keys after its last member left.
@@ -112,6 +120,10 @@ pub struct CallKeys {
     pub events: String,
     /// `…:links`
     pub links: String,
+    /// `…:lock` (not in [`CallKeys::all`]: it keeps its own short TTL).
+    pub lock: String,
+    /// `…:dirty` (not in [`CallKeys::all`]).
+    pub dirty: String,
 }
 
 impl CallKeys {
@@ -129,6 +141,8 @@ impl CallKeys {
             seq: k("seq"),
             events: k("events"),
             links: k("links"),
+            lock: k("lock"),
+            dirty: k("dirty"),
         }
     }
 

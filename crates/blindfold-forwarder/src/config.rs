@@ -41,6 +41,16 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "BLINDFOLD_PIN")]
     pub pin: bool,
 
+    /// Send a burst of equal-size packets to each subscriber as one segmented send
+    /// (UDP GSO) when the kernel has it; false: one datagram per sendmmsg entry.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "BLINDFOLD_GSO")]
+    pub gso: bool,
+
+    /// Let the kernel coalesce received bursts (UDP GRO) when it has it; each datagram
+    /// of a coalesced buffer is still checked on its own.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "BLINDFOLD_GRO")]
+    pub gro: bool,
+
     /// SO_RCVBUF / SO_SNDBUF asked for each media socket, in bytes.
     #[arg(long, default_value_t = 8 << 20, env = "BLINDFOLD_SOCKET_BUFFER")]
     pub socket_buffer: usize,
@@ -206,6 +216,8 @@ impl ServeArgs {
             shards,
             batch,
             pin,
+            gso,
+            gro,
             socket_buffer,
             control,
             control_token,

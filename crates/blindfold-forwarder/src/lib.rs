@@ -150,6 +150,33 @@ impl Forwarder {
                 );
             }
         }
+        // Offloads are probed, never required: a kernel without them gets the plain
+        // path and a log line saying so.
+        let gso = cfg.gso && sys::gso_supported(media);
+        // Per socket: a socket with GRO on must get a batch with room for a coalesced
+        // burst, one without it a plain batch.
+        let mut gro_error = None;
+        let gro: Vec<bool> = sockets
+            .iter()
+            .map(|s| cfg.gro && sys::enable_gro(s).map_err(|e| gro_error = Some(e)).is_ok())
+            .collect();
+        if let Some(e) = gro_error {
+            tracing::warn!(error = %e, "UDP GRO unavailable: bursts are received one datagram at a time");
+        }
+        match (cfg.gso, gso) {
+            (true, true) => {
+                tracing::info!("UDP GSO on: a burst goes to each subscriber as one segmented send")
+            }
+            (true, false) => tracing::warn!(
+                "UDP GSO unavailable (kernel before 4.18?): one sendmmsg entry per copy"
+            ),
+            (false, _) => tracing::info!("UDP GSO off (--gso false)"),
+        }
+        if gro.iter().any(|&g| g) {
+            tracing::info!(
+                "UDP GRO on: coalesced bursts are received whole, each datagram still checked on its own"
+            );
+        }
         let cores = if cfg.pin {
             core_affinity::get_core_ids().unwrap_or_default()
         } else {
@@ -172,6 +199,8 @@ impl Forwarder {
                 router: blindfold_proto::route::RouterConfig {
                     consent_timeout: std::time::Duration::from_secs(cfg.consent_timeout),
                 },
+                gso,
+                gro: gro[index],
             };
             let h = shard::spawn(spec, rx, events_tx.clone(), metrics.clone(), stop.clone())
                 .map_err(StartError::Shard)?;

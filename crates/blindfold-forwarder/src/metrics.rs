@@ -25,6 +25,9 @@ pub struct ShardMetrics {
     rtcp_forwarded: AtomicU64,
     stun_answered: AtomicU64,
     latches: AtomicU64,
+    gro_buffers: AtomicU64,
+    gso_sends: AtomicU64,
+    gso_fallbacks: AtomicU64,
     drops: [AtomicU64; DropReason::COUNT],
     /// Endpoints and latched addresses in this shard's table (gauges).
     endpoints: AtomicU64,
@@ -61,6 +64,9 @@ impl ShardMetrics {
         add(&self.rtcp_forwarded, c.rtcp_forwarded);
         add(&self.stun_answered, c.stun_answered);
         add(&self.latches, c.latches);
+        add(&self.gro_buffers, c.gro_buffers);
+        add(&self.gso_sends, c.gso_sends);
+        add(&self.gso_fallbacks, c.gso_fallbacks);
         for (a, v) in self.drops.iter().zip(c.drops.iter()) {
             add(a, *v);
         }
@@ -111,6 +117,9 @@ impl ShardMetrics {
                 rtcp_forwarded: l(&self.rtcp_forwarded),
                 stun_answered: l(&self.stun_answered),
                 latches: l(&self.latches),
+                gro_buffers: l(&self.gro_buffers),
+                gso_sends: l(&self.gso_sends),
+                gso_fallbacks: l(&self.gso_fallbacks),
                 drops,
             },
             endpoints: l(&self.endpoints),
@@ -135,7 +144,7 @@ pub fn render_prometheus(shards: &AllShards, extra: &str) -> String {
     let snaps: Vec<Snapshot> = shards.iter().map(|s| s.snapshot()).collect();
     let mut out = String::with_capacity(4096);
     type Getter = fn(&Snapshot) -> u64;
-    let counters: [(&str, &str, Getter); 8] = [
+    let counters: [(&str, &str, Getter); 11] = [
         ("blindfold_rx_packets_total", "Datagrams received.", |s| {
             s.counters.rx_packets
         }),
@@ -167,6 +176,21 @@ pub fn render_prometheus(shards: &AllShards, extra: &str) -> String {
             "blindfold_latches_total",
             "Endpoints latched or moved by STUN.",
             |s| s.counters.latches,
+        ),
+        (
+            "blindfold_gro_buffers_total",
+            "Receive buffers holding several datagrams coalesced by the kernel (UDP GRO).",
+            |s| s.counters.gro_buffers,
+        ),
+        (
+            "blindfold_gso_sends_total",
+            "Segmented sends (UDP GSO), each several datagrams to one destination.",
+            |s| s.counters.gso_sends,
+        ),
+        (
+            "blindfold_gso_fallbacks_total",
+            "Segmented sends the kernel refused, sent again one datagram at a time.",
+            |s| s.counters.gso_fallbacks,
         ),
     ];
     for (name, help, get) in counters {

@@ -26,10 +26,12 @@ use super::profile::{self, MAX_PACKET, Rng, TrackProfile};
 use super::topology::Topology;
 use blindfold_e2ee::srtp::{EpochId, RTP_OVERHEAD, SrtpKeys, SrtpSender};
 use blindfold_proto::stun as ice;
-use blindfold_udp::{RecvBatch, SendBatch, Transmit};
+use blindfold_udp::{MAX_GSO_SEGMENTS, RecvBatch, SendBatch, Transmit};
 
 /// Packets the sender hands to one `sendmmsg`.
 const SEND_SCRATCH: usize = 64;
+/// Most bytes in one segmented send (the UDP payload limit is 65,507).
+const MAX_GSO_BYTES: usize = 65_000;
 /// Consent refresh period (RFC 7675 asks for checks well inside 30 s).
 const CONSENT_EVERY_NS: u64 = 10_000_000_000;
 /// Beyond this lag the sender skips events instead of bursting to catch up.
@@ -110,6 +112,10 @@ pub struct SenderResult {
     pub send_refused: u64,
     /// Events skipped because the sender was more than 200 ms behind schedule.
     pub skipped_events: u64,
+    /// Segmented sends (UDP GSO) made, each a burst's packets in one message.
+    pub gso_sends: u64,
+    /// Segmented sends the kernel refused; GSO was then turned off for the run.
+    pub gso_fallbacks: u64,
     /// How late each send was against its schedule, in µs.
     pub lag_us: Histogram<u64>,
 }
@@ -125,16 +131,30 @@ struct StreamState {
     interval_ns: u64,
 }
 
+/// How the sender sends.
+#[derive(Debug, Clone, Copy)]
+pub struct SendOptions {
+    /// Seed of sizes and phases.
+    pub seed: u64,
+    /// Real SRTP instead of SRTP-sized opaque bytes.
+    pub encrypt: bool,
+    /// Send each burst of equal-size packets (a video frame) as one segmented send
+    /// (UDP GSO), as a sender with GSO hands a frame to the kernel.
+    pub gso: bool,
+}
+
 /// Runs the sender on the current thread until `shared.end_ns`.
+/// `dests[p]` is where participant `p` sends: its forwarder's media address (all the
+/// same for one forwarder; per participant in a cluster run).
 pub fn run_sender(
     topo: &Topology,
     sockets: &[UdpSocket],
-    media: SocketAddr,
+    dests: &[SocketAddr],
     creds: Option<&[Creds]>,
     shared: &Shared,
-    seed: u64,
-    encrypt: bool,
+    opts: SendOptions,
 ) -> SenderResult {
+    let (seed, encrypt) = (opts.seed, opts.encrypt);
     let mut rng = Rng::new(seed);
     // With --encrypt every participant gets its own master key, as a real sender's
     // per-sender key would be; one SrtpSender tracks every SSRC's rollover counter.
@@ -200,12 +220,16 @@ pub fn run_sender(
     }
     let mut sizes = [0u16; SEND_SCRATCH];
     let mut batch = SendBatch::new(SEND_SCRATCH);
+    let mut gso = opts.gso;
+    let mut runs = Vec::with_capacity(SEND_SCRATCH);
     let mut res = SenderResult {
         measured_sent: vec![0; n_streams],
         measured_packets: 0,
         measured_bytes: 0,
         send_refused: 0,
         skipped_events: 0,
+        gso_sends: 0,
+        gso_fallbacks: 0,
         lag_us: Histogram::new_with_bounds(1, 60_000_000, 3).expect("static bounds"),
     };
     let mut txid_counter = 0u64;
@@ -229,7 +253,7 @@ pub fn run_sender(
                 let mut txid = [0u8; 12];
                 txid[..8].copy_from_slice(&txid_counter.to_be_bytes());
                 let req = ice::binding_request(txid, &c.ufrag, "load", c.pwd.as_bytes());
-                let _ = sockets[p].send_to(&req, media);
+                let _ = sockets[p].send_to(&req, dests[p]);
             }
             heap.push(Reverse((due + CONSENT_EVERY_NS, id as u32)));
             continue;
@@ -295,36 +319,118 @@ pub fn run_sender(
         }
         st.ext += n as u64;
         let sock = &sockets[st.participant];
-        let mut off = 0;
-        while off < n {
-            let items = (off..n).map(|i| Transmit::new(&bufs[i][..usize::from(sizes[i])], media));
-            match batch.send(sock, items) {
-                Ok(0) => break,
-                Ok(k) => {
-                    if measured {
-                        res.measured_packets += k as u64;
-                        res.measured_sent[id] += k as u64;
-                        res.measured_bytes += sizes[off..off + k]
-                            .iter()
-                            .map(|&s| u64::from(s))
-                            .sum::<u64>();
-                    }
-                    off += k;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    res.send_refused += (n - off) as u64;
-                    break;
-                }
-                Err(_) => {
-                    res.send_refused += 1;
-                    off += 1;
-                }
-            }
+        let out = send_packets(
+            &mut batch,
+            sock,
+            dests[st.participant],
+            &bufs,
+            &sizes[..n],
+            &mut gso,
+            &mut runs,
+        );
+        if measured {
+            res.measured_packets += out.packets;
+            res.measured_sent[id] += out.packets;
+            res.measured_bytes += out.bytes;
         }
+        res.send_refused += out.refused;
+        res.gso_sends += out.gso_sends;
+        res.gso_fallbacks += out.fallbacks;
         heap.push(Reverse((due, id as u32)));
     }
     res
+}
+
+/// What one [`send_packets`] did.
+#[derive(Debug, Default, Clone, Copy)]
+struct SendOutcome {
+    packets: u64,
+    bytes: u64,
+    refused: u64,
+    gso_sends: u64,
+    fallbacks: u64,
+}
+
+/// Cuts packets `0..sizes.len()` into the messages they go out as: with `gso`, runs of
+/// one size (the last may be shorter) within the kernel's segment and byte limits, each
+/// one message; otherwise one packet per message.
+fn plan_runs(sizes: &[u16], gso: bool, runs: &mut Vec<(usize, usize)>) {
+    runs.clear();
+    let n = sizes.len();
+    let mut a = 0;
+    while a < n {
+        let mut b = a + 1;
+        if gso {
+            let seg = sizes[a];
+            let mut total = usize::from(seg);
+            while b < n
+                && b - a < MAX_GSO_SEGMENTS
+                && sizes[b - 1] == seg
+                && sizes[b] <= seg
+                && sizes[b] > 0
+                && total + usize::from(sizes[b]) <= MAX_GSO_BYTES
+            {
+                total += usize::from(sizes[b]);
+                b += 1;
+            }
+        }
+        runs.push((a, b));
+        a = b;
+    }
+}
+
+/// Sends `bufs[i][..sizes[i]]` for every `i` from `sock` to `media`, a run per message
+/// ([`plan_runs`]). A segmented send the kernel refuses turns `gso` off and is sent
+/// again packet by packet; what the socket will not take now is counted as refused.
+fn send_packets(
+    batch: &mut SendBatch,
+    sock: &UdpSocket,
+    media: SocketAddr,
+    bufs: &[[u8; MAX_PACKET]],
+    sizes: &[u16],
+    gso: &mut bool,
+    runs: &mut Vec<(usize, usize)>,
+) -> SendOutcome {
+    plan_runs(sizes, *gso, runs);
+    let mut out = SendOutcome::default();
+    let mut r = 0;
+    while r < runs.len() {
+        let items = runs[r..].iter().map(|&(a, b)| Transmit {
+            dst: media,
+            src_ip: None,
+            segment_size: (b - a > 1).then_some(sizes[a]),
+            parts: (a..b).map(|i| &bufs[i][..usize::from(sizes[i])]),
+        });
+        match batch.send(sock, items) {
+            Ok(0) => break,
+            Ok(k) => {
+                for &(a, b) in &runs[r..r + k] {
+                    out.packets += (b - a) as u64;
+                    out.bytes += sizes[a..b].iter().map(|&s| u64::from(s)).sum::<u64>();
+                    out.gso_sends += u64::from(b - a > 1);
+                }
+                r += k;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                out.refused += runs[r..].iter().map(|&(a, b)| (b - a) as u64).sum::<u64>();
+                break;
+            }
+            Err(e) if runs[r].1 - runs[r].0 > 1 && blindfold_udp::is_gso_refusal(&e) => {
+                // The route cannot segment: the rest of the run goes plain, as the
+                // forwarder does.
+                *gso = false;
+                out.fallbacks += 1;
+                let (a, b) = runs[r];
+                runs.splice(r..=r, (a..b).map(|i| (i, i + 1)));
+            }
+            Err(_) => {
+                out.refused += (runs[r].1 - runs[r].0) as u64;
+                r += 1;
+            }
+        }
+    }
+    out
 }
 
 /// Per-(receiver, stream) accounting.
@@ -359,15 +465,19 @@ pub struct ReceiverResult {
     pub unsubscribed: u64,
     /// Datagrams that are not RTP (STUN responses, join acknowledgements).
     pub other: u64,
+    /// Receive buffers in which the kernel had coalesced several copies (UDP GRO).
+    pub gro_buffers: u64,
 }
 
 /// Runs one receiver over `members` (participant numbers with their sockets) until
-/// `shared.stop_rx` is set.
+/// `shared.stop_rx` is set. With `gro`, the sockets have UDP GRO on and each receive
+/// buffer can hold a coalesced burst, every copy of which is accounted on its own.
 pub fn run_receiver(
     topo: &Topology,
     members: &[(usize, &UdpSocket)],
     shared: &Shared,
     batch: usize,
+    gro: bool,
 ) -> io::Result<ReceiverResult> {
     let mut poll = Poll::new()?;
     for (i, (_, s)) in members.iter().enumerate() {
@@ -395,8 +505,13 @@ pub fn run_receiver(
         misrouted: 0,
         unsubscribed: 0,
         other: 0,
+        gro_buffers: 0,
     };
-    let mut rx = RecvBatch::new(batch);
+    let mut rx = if gro {
+        RecvBatch::with_gro(batch)
+    } else {
+        RecvBatch::new(batch)
+    };
     let mut events = Events::with_capacity(1024);
     loop {
         match poll.poll(&mut events, Some(Duration::from_millis(20))) {
@@ -416,19 +531,30 @@ pub fn run_receiver(
                     Err(_) => continue,
                 };
                 let now = shared.now_ns();
+                let mut copies = 0;
                 for j in 0..n {
-                    let pkt = rx.get(j).bytes;
-                    account(
-                        topo,
-                        shared,
-                        &mut subs[i * per..(i + 1) * per],
-                        me,
-                        pkt,
-                        now,
-                        &mut res,
-                    );
+                    let d = rx.get(j);
+                    res.gro_buffers += u64::from(d.is_coalesced());
+                    for pkt in d.segments() {
+                        copies += 1;
+                        account(
+                            topo,
+                            shared,
+                            &mut subs[i * per..(i + 1) * per],
+                            me,
+                            pkt,
+                            now,
+                            &mut res,
+                        );
+                    }
                 }
-                shared.received.fetch_add(n as u64, Ordering::Relaxed);
+                shared.received.fetch_add(copies, Ordering::Relaxed);
+                // A short batch: the queue was empty when the kernel looked, and under
+                // edge-triggered polling anything later raises a new event (the socket
+                // is unconnected, so no ICMP error can have cut the batch short).
+                if n < rx.capacity() {
+                    break;
+                }
             }
         }
         if shared.stop_rx.load(Ordering::Relaxed) {
@@ -574,6 +700,7 @@ mod tests {
             misrouted: 0,
             unsubscribed: 0,
             other: 0,
+            gro_buffers: 0,
         }
     }
 }

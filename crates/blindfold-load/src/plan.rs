@@ -19,7 +19,7 @@ use super::{LoadError, RunArgs, ShapeArgs, Target, TargetArgs, plot};
 pub enum Sweep {
     /// The number of conferences (participants = C × P).
     Conferences,
-    /// The packet rate of every `cbr:` track.
+    /// The packet rate of every `cbr:` track and the burst rate of every `burst:` track.
     Rate,
 }
 
@@ -131,8 +131,10 @@ fn shape_for(base: &ShapeArgs, sweep: Sweep, value: u64) -> ShapeArgs {
         Sweep::Conferences => s.conferences = value as usize,
         Sweep::Rate => {
             for t in &mut s.profile {
-                if let TrackProfile::Cbr { pps, .. } = t {
-                    *pps = value as u32;
+                match t {
+                    TrackProfile::Cbr { pps, .. } => *pps = value as u32,
+                    TrackProfile::Burst { fps, .. } => *fps = value as u32,
+                    _ => {}
                 }
             }
         }
@@ -158,9 +160,14 @@ pub fn sweep(
             .iter()
             .find_map(|t| match t {
                 TrackProfile::Cbr { pps, .. } => Some(u64::from(*pps)),
+                TrackProfile::Burst { fps, .. } => Some(u64::from(*fps)),
                 _ => None,
             })
-            .ok_or_else(|| LoadError::Usage("--sweep rate needs a cbr:PPS:BYTES track".into()))?,
+            .ok_or_else(|| {
+                LoadError::Usage(
+                    "--sweep rate needs a cbr:PPS:BYTES or burst:FPS:N:BYTES track".into(),
+                )
+            })?,
     };
     if args.factor <= 1.0 {
         return Err(LoadError::Usage("--factor must be above 1".into()));
@@ -327,7 +334,7 @@ pub fn write_folder(plan: &Plan, dir: &Path, command: &str) -> anyhow::Result<()
         "| step | {} | participants | offered copies/s | out copies/s | Gbit/s | loss % | p50 µs | p99 µs | p99.9 µs | max µs | target CPU µs/copy | generator limited | SLO |",
         match plan.sweep {
             Sweep::Conferences => "conferences",
-            Sweep::Rate => "pps/stream",
+            Sweep::Rate => "events/s per stream",
         }
     )?;
     writeln!(
@@ -383,7 +390,7 @@ pub fn run_cli(args: PlanArgs) -> anyhow::Result<()> {
             s.index,
             match args.sweep {
                 Sweep::Conferences => "conferences",
-                Sweep::Rate => "pps/stream",
+                Sweep::Rate => "events/s per stream",
             },
             s.value,
             r.out_pps,
@@ -409,13 +416,16 @@ pub fn run_cli(args: PlanArgs) -> anyhow::Result<()> {
     if let Some(i) = plan.best {
         let r = &plan.steps[i].report;
         println!(
-            "CAPACITY target={} max_out_pps={:.0} participants={} p99_us={:.1} cpu_us_per_copy={} generator_limited={}",
+            "CAPACITY target={} max_out_pps={:.0} participants={} p99_us={:.1} cpu_us_per_copy={} target_cores={} generator_cores={:.2} generator_limited={}",
             plan.target,
             r.out_pps,
             r.participants,
             r.latency_us.p99,
             r.target_cpu
                 .map_or("?".into(), |c| format!("{:.4}", c.us_per_copy)),
+            r.target_cpu
+                .map_or("?".into(), |c| format!("{:.2}", c.cores)),
+            r.generator_cpu.cores,
             !r.generator_limited.is_empty()
         );
     } else {

@@ -6,7 +6,9 @@
 //! packets of at most 1200 bytes and sent as one burst, with a keyframe four times the
 //! size every two seconds; screen share is 5 frames/s of small deltas with a large
 //! refresh frame every ten seconds. `cbr:PPS:BYTES` is a constant-rate stream for
-//! throughput sweeps.
+//! throughput sweeps, and `burst:FPS:N:BYTES` its bursty counterpart: FPS frames per second of
+//! N packets each, all of BYTES but the last, which is half as long (as a packetizer
+//! cuts a frame), for sweeping the GSO/GRO path.
 
 use std::fmt;
 use std::str::FromStr;
@@ -34,12 +36,21 @@ pub enum TrackProfile {
         /// Bytes per packet, RTP header included.
         bytes: u16,
     },
+    /// Constant bursts: `fps` events per second of `packets` packets each.
+    Burst {
+        /// Bursts (frames) per second.
+        fps: u32,
+        /// Packets per burst.
+        packets: u16,
+        /// Bytes of every packet but the last (half as long), RTP header included.
+        bytes: u16,
+    },
 }
 
 /// A profile string could not be parsed.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "unknown track profile {0:?}: expected audio, video, screen or cbr:PPS:BYTES (BYTES 12..=1200)"
+    "unknown track profile {0:?}: expected audio, video, screen, cbr:PPS:BYTES or burst:FPS:N:BYTES (cbr BYTES 12..=1200; burst BYTES 24..=1200, N 1..=64)"
 )]
 pub struct BadProfile(String);
 
@@ -50,6 +61,29 @@ impl FromStr for TrackProfile {
             "audio" => Ok(Self::Audio),
             "video" => Ok(Self::Video),
             "screen" => Ok(Self::Screen),
+            _ if s.starts_with("burst:") => {
+                let bad = || BadProfile(s.to_string());
+                let mut f = s["burst:".len()..].split(':');
+                let (Some(fps), Some(n), Some(bytes), None) =
+                    (f.next(), f.next(), f.next(), f.next())
+                else {
+                    return Err(bad());
+                };
+                let fps: u32 = fps.parse().map_err(|_| bad())?;
+                let packets: u16 = n.parse().map_err(|_| bad())?;
+                let bytes: u16 = bytes.parse().map_err(|_| bad())?;
+                if fps == 0
+                    || !(1..=MAX_EVENT_PACKETS as u16).contains(&packets)
+                    || !(24..=MAX_PACKET as u16).contains(&bytes)
+                {
+                    return Err(bad());
+                }
+                Ok(Self::Burst {
+                    fps,
+                    packets,
+                    bytes,
+                })
+            }
             _ => {
                 let bad = || BadProfile(s.to_string());
                 let rest = s.strip_prefix("cbr:").ok_or_else(bad)?;
@@ -72,6 +106,11 @@ impl fmt::Display for TrackProfile {
             Self::Video => f.write_str("video"),
             Self::Screen => f.write_str("screen"),
             Self::Cbr { pps, bytes } => write!(f, "cbr:{pps}:{bytes}"),
+            Self::Burst {
+                fps,
+                packets,
+                bytes,
+            } => write!(f, "burst:{fps}:{packets}:{bytes}"),
         }
     }
 }
@@ -81,7 +120,7 @@ impl TrackProfile {
     pub fn kind(&self) -> TrackKind {
         match self {
             Self::Audio => TrackKind::Audio,
-            Self::Video | Self::Cbr { .. } => TrackKind::Video,
+            Self::Video | Self::Cbr { .. } | Self::Burst { .. } => TrackKind::Video,
             Self::Screen => TrackKind::Screen,
         }
     }
@@ -90,7 +129,7 @@ impl TrackProfile {
     pub fn payload_type(&self) -> u8 {
         match self {
             Self::Audio => 111,
-            Self::Video | Self::Cbr { .. } => 96,
+            Self::Video | Self::Cbr { .. } | Self::Burst { .. } => 96,
             Self::Screen => 98,
         }
     }
@@ -102,6 +141,7 @@ impl TrackProfile {
             Self::Video => 1_000_000_000 / 30,
             Self::Screen => 200_000_000,
             Self::Cbr { pps, .. } => (1_000_000_000 / u64::from(*pps)).max(1),
+            Self::Burst { fps, .. } => (1_000_000_000 / u64::from(*fps)).max(1),
         }
     }
 
@@ -112,6 +152,7 @@ impl TrackProfile {
             Self::Video => 3000,
             Self::Screen => 18_000,
             Self::Cbr { pps, .. } => 90_000 / (*pps).max(1),
+            Self::Burst { fps, .. } => 90_000 / (*fps).max(1),
         }
     }
 
@@ -132,6 +173,17 @@ impl TrackProfile {
             }
             Self::Cbr { pps, bytes } => {
                 (f64::from(*pps), f64::from(*pps) * f64::from(*bytes) * 8.0)
+            }
+            Self::Burst {
+                fps,
+                packets,
+                bytes,
+            } => {
+                let per = f64::from(*packets - 1) * f64::from(*bytes) + f64::from(*bytes / 2);
+                (
+                    f64::from(*fps) * f64::from(*packets),
+                    f64::from(*fps) * per * 8.0,
+                )
             }
         }
     }
@@ -193,6 +245,12 @@ pub fn event_sizes(profile: &TrackProfile, n: u64, rng: &mut Rng, sizes: &mut [u
             sizes[0] = *bytes;
             1
         }
+        TrackProfile::Burst { packets, bytes, .. } => {
+            let k = usize::from(*packets).clamp(1, sizes.len().min(MAX_EVENT_PACKETS));
+            sizes[..k].fill(*bytes);
+            sizes[k - 1] = (*bytes / 2).max(12);
+            k
+        }
         TrackProfile::Video => {
             // Delta frames are sized so the mean, keyframes included, is 1.5 Mbit/s.
             let delta =
@@ -233,6 +291,25 @@ mod tests {
             }
         );
         assert!("cbr:0:500".parse::<TrackProfile>().is_err());
+        assert_eq!(
+            "burst:100:8:1200".parse::<TrackProfile>().unwrap(),
+            TrackProfile::Burst {
+                fps: 100,
+                packets: 8,
+                bytes: 1200
+            }
+        );
+        for bad in [
+            "burst:0:8:1200",
+            "burst:100:0:1200",
+            "burst:100:65:1200",
+            "burst:1:8:2000",
+            "burst:1:8",
+        ] {
+            assert!(bad.parse::<TrackProfile>().is_err(), "{bad}");
+        }
+        let b: TrackProfile = "burst:30:5:1000".parse().unwrap();
+        assert_eq!(b.to_string(), "burst:30:5:1000");
         assert!("cbr:10:5000".parse::<TrackProfile>().is_err());
         assert!("mp3".parse::<TrackProfile>().is_err());
     }
@@ -250,6 +327,18 @@ mod tests {
         }
         let mbps = bytes as f64 * 8.0 / 60.0 / 1e6;
         assert!((1.35..1.65).contains(&mbps), "{mbps} Mbit/s");
+    }
+
+    #[test]
+    fn bursts_are_equal_sized_with_a_shorter_tail() {
+        let b: TrackProfile = "burst:100:8:1200".parse().unwrap();
+        let mut sizes = [0u16; MAX_EVENT_PACKETS];
+        let k = event_sizes(&b, 0, &mut Rng::new(1), &mut sizes);
+        assert_eq!(
+            &sizes[..k],
+            &[1200, 1200, 1200, 1200, 1200, 1200, 1200, 600]
+        );
+        assert_eq!(b.mean_rates().0, 800.0);
     }
 
     #[test]

@@ -113,6 +113,13 @@ pub struct LocalCounters {
     pub stun_answered: u64,
     /// Endpoints latched or moved by STUN.
     pub latches: u64,
+    /// Receive buffers in which the kernel had coalesced several datagrams (UDP GRO).
+    pub gro_buffers: u64,
+    /// Segmented sends (UDP GSO): one message carrying several datagrams to one
+    /// destination.
+    pub gso_sends: u64,
+    /// Segmented sends the kernel refused, sent again one datagram at a time.
+    pub gso_fallbacks: u64,
     /// Drops by reason.
     pub drops: [u64; DropReason::COUNT],
 }

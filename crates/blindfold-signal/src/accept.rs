@@ -15,6 +15,7 @@ use tokio::io::AsyncWriteExt;
 use tower::ServiceExt as _;
 
 use crate::limits::{Admission, Quota, Refused};
+use crate::metrics::{ConnectionRefusal, Metrics};
 
 /// A connection must deliver a request's headers this soon (slow-loris bound).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -26,6 +27,7 @@ pub(crate) async fn accept_loop(
     listener: tokio::net::TcpListener,
     router: Router,
     admission: Arc<Admission>,
+    metrics: Arc<Metrics>,
     mut shutdown: tokio::sync::oneshot::Receiver<()>,
 ) {
     loop {
@@ -45,6 +47,10 @@ pub(crate) async fn accept_loop(
         let guard = match admission.admit(peer.ip(), Quota::Connections) {
             Ok(g) => Arc::new(g),
             Err(r) => {
+                metrics.connection_refused(match r {
+                    Refused::Full => ConnectionRefusal::Total,
+                    Refused::Source(_) => ConnectionRefusal::PerSource,
+                });
                 tokio::spawn(refuse(stream, r));
                 continue;
             }

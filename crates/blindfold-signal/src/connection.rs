@@ -15,7 +15,10 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{Notify, mpsc};
 
 use crate::limits::Guard;
-use crate::proto::{ClientMessage, ErrorCode, MAX_FRAME, ServerMessage, encode, parse_client};
+use crate::proto::{
+    CHALLENGE_LEN, ClientMessage, ErrorCode, JOIN_KEY_LEN, MAX_FRAME, ServerMessage, encode,
+    parse_client,
+};
 use crate::service::{JoinRequest, Refusal, Service};
 
 /// How long queued messages (`left`, a last error) may take to go out once the
@@ -82,6 +85,11 @@ pub async fn serve(service: Arc<Service>, socket: WebSocket, conn: Arc<Guard>) {
     let overflow = out.overflow.clone();
     let join_deadline = tokio::time::sleep(limits.join_timeout());
     tokio::pin!(join_deadline);
+    let mut challenge = [0u8; CHALLENGE_LEN];
+    rand::fill(&mut challenge);
+    out.send(&ServerMessage::Challenge {
+        nonce: hex::encode(challenge),
+    });
     let mut joined: Option<(Arc<crate::service::Conference>, String)> = None;
     let mut slow = false;
     loop {
@@ -91,7 +99,7 @@ pub async fn serve(service: Arc<Service>, socket: WebSocket, conn: Arc<Guard>) {
                 break;
             }
             _ = &mut join_deadline, if joined.is_none() => {
-                refuse(&out, Refusal(ErrorCode::JoinTimeout, "no join in time".into()));
+                refuse(&service, &out, Refusal(ErrorCode::JoinTimeout, "no join in time".into()));
                 break;
             }
             frame = stream.next() => frame,
@@ -103,6 +111,7 @@ pub async fn serve(service: Arc<Service>, socket: WebSocket, conn: Arc<Guard>) {
             Message::Ping(_) | Message::Pong(_) => continue,
             Message::Binary(_) => {
                 refuse(
+                    &service,
                     &out,
                     Refusal(ErrorCode::BadRequest, "text frames only".into()),
                 );
@@ -111,6 +120,7 @@ pub async fn serve(service: Arc<Service>, socket: WebSocket, conn: Arc<Guard>) {
         };
         if text.len() > MAX_FRAME {
             refuse(
+                &service,
                 &out,
                 Refusal(ErrorCode::BadRequest, "frame too large".into()),
             );
@@ -119,7 +129,11 @@ pub async fn serve(service: Arc<Service>, socket: WebSocket, conn: Arc<Guard>) {
         let msg = match parse_client(text.as_str()) {
             Ok(m) => m,
             Err(e) => {
-                refuse(&out, Refusal(ErrorCode::BadRequest, e.to_string()));
+                refuse(
+                    &service,
+                    &out,
+                    Refusal(ErrorCode::BadRequest, e.to_string()),
+                );
                 continue;
             }
         };
@@ -129,21 +143,26 @@ pub async fn serve(service: Arc<Service>, socket: WebSocket, conn: Arc<Guard>) {
                 ClientMessage::Join {
                     conference,
                     participant,
-                    key,
-                    key_proof,
+                    proof,
+                    key_package,
+                    join_key,
                 },
-            ) => {
-                let req = JoinRequest {
-                    conference,
-                    participant: participant.clone(),
-                    key,
-                    key_proof,
-                    source: conn.source(),
-                };
-                service.join(req, &out).await.map(|conf| {
-                    joined = Some((conf, participant));
-                })
-            }
+            ) => match join_request(
+                conference,
+                participant.clone(),
+                &proof,
+                key_package,
+                join_key,
+            ) {
+                Ok(mut req) => {
+                    req.challenge = challenge;
+                    req.source = conn.source();
+                    service.join(req, &out).await.map(|conf| {
+                        joined = Some((conf, participant));
+                    })
+                }
+                Err(r) => Err(r),
+            },
             (None, _) => Err(Refusal(ErrorCode::WrongState, "join first".into())),
             (Some(_), ClientMessage::Join { .. }) => {
                 Err(Refusal(ErrorCode::WrongState, "already joined".into()))
@@ -154,8 +173,8 @@ pub async fn serve(service: Arc<Service>, socket: WebSocket, conn: Arc<Guard>) {
             (Some((conf, pid)), ClientMessage::Subscribe { to }) => {
                 service.subscribe(conf, pid, to)
             }
-            (Some((conf, pid)), ClientMessage::Key { to, message }) => {
-                service.relay_key(conf, pid, &to, message)
+            (Some((conf, pid)), ClientMessage::Handshake { message, welcome }) => {
+                service.relay_handshake(conf, pid, message, welcome)
             }
             (Some((conf, pid)), ClientMessage::Leave) => {
                 service.leave(conf, pid).await;
@@ -165,7 +184,7 @@ pub async fn serve(service: Arc<Service>, socket: WebSocket, conn: Arc<Guard>) {
             }
         };
         if let Err(r) = result {
-            refuse(&out, r);
+            refuse(&service, &out, r);
         }
     }
     // A dropped (or dropped-for-slowness) WebSocket is a leave.
@@ -176,6 +195,7 @@ pub async fn serve(service: Arc<Service>, socket: WebSocket, conn: Arc<Guard>) {
         // It does not read: whatever is queued would never go out. The socket closes with
         // the writer, and the member's queue is freed now, not when TCP gives up.
         tracing::debug!("closing a slow consumer");
+        service.metrics().slow_consumer();
         writer.abort();
     } else {
         drop(out);
@@ -188,7 +208,38 @@ pub async fn serve(service: Arc<Service>, socket: WebSocket, conn: Arc<Guard>) {
     }
 }
 
-fn refuse(out: &Outbox, Refusal(code, message): Refusal) {
+/// Decodes a join's hex fields (their shape was validated by [`parse_client`]).
+fn join_request(
+    conference: String,
+    participant: String,
+    proof: &str,
+    key_package: String,
+    join_key: Option<String>,
+) -> Result<JoinRequest, Refusal> {
+    let bad = |f: &str| Refusal(ErrorCode::BadRequest, format!("malformed {f}"));
+    let proof = hex::decode(proof).map_err(|_| bad("proof"))?;
+    let join_key = match join_key {
+        Some(k) => Some(
+            hex::decode(k)
+                .ok()
+                .and_then(|k| <[u8; JOIN_KEY_LEN]>::try_from(k.as_slice()).ok())
+                .ok_or_else(|| bad("join_key"))?,
+        ),
+        None => None,
+    };
+    Ok(JoinRequest {
+        conference,
+        participant,
+        proof,
+        key_package,
+        join_key,
+        challenge: [0; CHALLENGE_LEN],
+        source: std::net::IpAddr::from([0, 0, 0, 0]),
+    })
+}
+
+fn refuse(service: &Service, out: &Outbox, Refusal(code, message): Refusal) {
     tracing::debug!(?code, %message, "request refused");
+    service.metrics().refused(code);
     out.send(&ServerMessage::Error { code, message });
 }

@@ -39,7 +39,7 @@ pub use recv::{Datagram, MAX_DATAGRAM, MAX_GRO_DATAGRAM, RecvBatch, Segments};
 pub use send::{MAX_PARTS, SendBatch, Transmit};
 pub use sock::{
     MAX_GSO_SEGMENTS, bind_media_socket, enable_gro, enable_pktinfo, gso_supported,
-    socket_buffer_sizes,
+    set_udp_checksums, socket_buffer_sizes,
 };
 
 /// The kernel caps `vlen` at `UIO_MAXIOV` (1024) for both `recvmmsg` and `sendmmsg`, and

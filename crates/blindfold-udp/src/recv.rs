@@ -233,6 +233,22 @@ impl RecvBatch {
         self.filled == 0
     }
 
+    /// The bytes of entry `i` alone (what [`RecvBatch::get`] returns as `bytes`, without
+    /// decoding the source).
+    ///
+    /// # Panics
+    /// If `i >= self.len()`.
+    #[inline]
+    pub fn bytes(&self, i: usize) -> &[u8] {
+        assert!(
+            i < self.filled,
+            "RecvBatch::bytes({i}) beyond {}",
+            self.filled
+        );
+        let len = (self.hdrs[i].msg_len as usize).min(self.slot);
+        &self.bufs[i * self.slot..i * self.slot + len]
+    }
+
     /// Entry `i` of the last receive.
     ///
     /// # Panics
@@ -247,6 +263,7 @@ impl RecvBatch {
         let len = (hdr.msg_len as usize).min(self.slot);
         let info = self.info[i];
         let bytes = &self.bufs[i * self.slot..i * self.slot + len];
+        debug_assert_eq!(bytes, self.bytes(i));
         Datagram {
             bytes,
             src: storage_to_addr(&self.addrs[i])
@@ -304,6 +321,7 @@ mod tests {
         assert_eq!(batch.recv(&rx).unwrap(), 2);
         assert_eq!(batch.len(), 2);
         assert_eq!(batch.get(1).bytes, &[1]);
+        assert_eq!(batch.bytes(1), &[1]);
     }
 
     #[test]

@@ -173,14 +173,10 @@ impl SendBatch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sock::{bind_media_socket, enable_pktinfo, gso_supported, setsockopt_int};
+    use crate::sock::{bind_media_socket, enable_pktinfo, gso_supported, set_udp_checksums};
     use crate::test_util::{loopback_v4, recv_at_least};
     use crate::{RecvBatch, is_gso_refusal};
     use std::net::UdpSocket;
-
-    /// `SO_NO_CHECK`: UDP without checksums, which GSO cannot do, so the kernel refuses a
-    /// segmented send on such a socket: a refusal we can cause on loopback.
-    const SO_NO_CHECK: libc::c_int = 11;
 
     fn one(bytes: &[u8], dst: SocketAddr) -> Transmit<[&[u8]; 1]> {
         Transmit::new(bytes, dst)
@@ -374,7 +370,8 @@ mod tests {
         if !gso_supported(tx.local_addr().unwrap()) {
             return;
         }
-        setsockopt_int(&tx, libc::SOL_SOCKET, SO_NO_CHECK, 1).unwrap();
+        // UDP without checksums cannot be segmented: a refusal we can cause on loopback.
+        set_udp_checksums(&tx, false).unwrap();
         let rx = loopback_v4();
         let dst = rx.local_addr().unwrap();
         let data = vec![1u8; 2000];
@@ -393,6 +390,16 @@ mod tests {
         let mut rb = RecvBatch::new(4);
         assert_eq!(recv_at_least(&mut rb, &rx, 2).len(), 2);
         assert!(!is_gso_refusal(&io::Error::from_raw_os_error(libc::EAGAIN)));
+        // With checksums back on, the segmented send goes through.
+        set_udp_checksums(&tx, true).unwrap();
+        let gso = Transmit {
+            dst,
+            src_ip: None,
+            segment_size: Some(1000),
+            parts: [&data[..]],
+        };
+        assert_eq!(sb.send(&tx, [gso]).unwrap(), 1);
+        assert_eq!(recv_at_least(&mut rb, &rx, 2).len(), 2);
     }
 
     #[test]

@@ -134,6 +134,16 @@ pub fn gso_supported(addr: SocketAddr) -> bool {
     setsockopt_int(&probe, libc::SOL_UDP, libc::UDP_SEGMENT, 1200).is_ok()
 }
 
+/// Turns UDP checksums off (`on = false`, `SO_NO_CHECK`) or back on for what `sock`
+/// sends. No media socket wants this: it is the one way to make the kernel refuse a
+/// segmented send on any host (segmentation needs the checksum), so the callers' GSO
+/// fallback can be exercised on loopback.
+pub fn set_udp_checksums(sock: &impl AsRawFd, on: bool) -> io::Result<()> {
+    /// `SO_NO_CHECK` (asm-generic/socket.h); libc does not export it for Linux.
+    const SO_NO_CHECK: libc::c_int = 11;
+    setsockopt_int(sock, libc::SOL_SOCKET, SO_NO_CHECK, libc::c_int::from(!on))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
