@@ -21,6 +21,10 @@
 #           to the sender) and plain (the kernel splits every segmented copy on loopback,
 #           on the target's CPU). ceiling, plain and forwarder interleaved: lossless edge
 #           (ROUNDS_VIDEO rounds) and CPU per copy at a fixed rate (half the ceiling's best).
+#   cpu     the plain path's CPU per copy only, at fixed rates (no sweeps): for F in 1 4 16
+#           at CPU_RATES (packets/s per stream, one per F), ceiling and forwarder
+#           alternated CPU_ROUNDS times; the median of each kind is reported. This is the
+#           quick check of the forwarder's per-wake overhead against the minimal loop.
 #   shards  one shard against two (pinned to both cores), F=4 over 4 conferences, audio-like.
 #   capacity  the capacity statement: `blindfold plan --sweep conferences` with 10-person
 #           calls, audio (50 packets/s) and video (30 fps bursts, 1.5 Mbit/s), everyone
@@ -43,7 +47,8 @@
 # neighbours their share. NICE=-N alone runs target and generator at that nice level,
 # which on a busy host is not enough.
 # Env: ROUNDS (2), ROUNDS_VIDEO (1), STEP (1 s measured per step), PKT (500), BURST (8),
-# BPKT (1200), FIXED (4 s per fixed-rate run), OUT (target/bench).
+# BPKT (1200), FIXED (4 s per fixed-rate run), CPU_RATES ("20000 2500 250"), CPU_ROUNDS (3),
+# OUT (target/bench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -56,6 +61,8 @@ BPKT=${BPKT:-1200}
 FIXED=${FIXED:-4}
 OUT=${OUT:-target/bench}
 SECTIONS=${SECTIONS:-"plain video shards capacity"}
+CPU_RATES=${CPU_RATES:-"20000 2500 250"}
+CPU_ROUNDS=${CPU_ROUNDS:-3}
 TOKEN=bench-$$
 BIN=target/release/blindfold
 CEIL=target/release/ceiling
@@ -212,10 +219,12 @@ half_best() {
         if (b <= 0) b = c; if (b <= 0) b = 20000;
         r = int(b / 2 / (n * f * (f + 1))); print (r < 1 ? 1 : r) }'
 }
+median() { printf "%s\n" "$@" | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END {
+    if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.4f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "-" }'; }
 
 if [[ " $SECTIONS " == *" plain "* ]]; then
-    echo "== plain path: cbr:RATE:$PKT, highest lossless output (loss < 0.1 %), alternating ceiling / forwarder"
+    echo "== [load average $(cut -d' ' -f1-3 /proc/loadavg)] plain path: cbr:RATE:$PKT, highest lossless output (loss < 0.1 %), alternating ceiling / forwarder"
     for r in $(seq "$ROUNDS"); do
         for f in 1 4 16; do
             for kind in ceiling forwarder; do
@@ -223,7 +232,7 @@ if [[ " $SECTIONS " == *" plain "* ]]; then
             done
         done
     done
-    echo "== plain path: CPU per copy and latency at a fixed offered rate (half the ceiling's best)"
+    echo "== [load average $(cut -d' ' -f1-3 /proc/loadavg)] plain path: CPU per copy and latency at a fixed offered rate (half the ceiling's best)"
     for f in 1 4 16; do
         RATE[plain-$f]=$(half_best "$f" 1 "${BEST[plain-ceiling-$f]}" "${BEST[plain-forwarder-$f]}")
         # Alternated twice; the second reading of each is kept (the first warms caches
@@ -234,8 +243,25 @@ if [[ " $SECTIONS " == *" plain "* ]]; then
     done
 fi
 
+declare -A CPUS
+if [[ " $SECTIONS " == *" cpu "* ]]; then
+    echo "== [load average $(cut -d' ' -f1-3 /proc/loadavg)] plain path CPU per copy at fixed rates ($CPU_RATES packets/s per stream for F=1 4 16), ceiling / forwarder alternated $CPU_ROUNDS times"
+    read -r -a rates <<<"$CPU_RATES"
+    i=0
+    for f in 1 4 16; do
+        RATE[cpu-$f]=${rates[$i]}
+        i=$((i + 1))
+        for r in $(seq "$CPU_ROUNDS"); do
+            for kind in ceiling forwarder; do
+                fixed "cpu-$kind-$f" "$kind" "$f" "cbr:${RATE[cpu-$f]}:$PKT"
+                CPUS[cpu-$kind-$f]+=" ${CPU[cpu-$kind-$f]}"
+            done
+        done
+    done
+fi
+
 if [[ " $SECTIONS " == *" video "* ]]; then
-    echo "== video bursts: burst:FPS:$BURST:$BPKT sent with GSO; lossless edge, ceiling / plain / forwarder interleaved"
+    echo "== [load average $(cut -d' ' -f1-3 /proc/loadavg)] video bursts: burst:FPS:$BURST:$BPKT sent with GSO; lossless edge, ceiling / plain / forwarder interleaved"
     for r in $(seq "$ROUNDS_VIDEO"); do
         for f in 1 4 16; do
             for rx in gro plain; do
@@ -248,7 +274,7 @@ if [[ " $SECTIONS " == *" video "* ]]; then
             done
         done
     done
-    echo "== video bursts: CPU per copy at a fixed rate (half the ceiling's best)"
+    echo "== [load average $(cut -d' ' -f1-3 /proc/loadavg)] video bursts: CPU per copy at a fixed rate (half the ceiling's best)"
     for f in 1 4 16; do
         for rx in gro plain; do
             flags=(--gso)
@@ -262,7 +288,7 @@ if [[ " $SECTIONS " == *" video "* ]]; then
 fi
 
 if [[ " $SECTIONS " == *" shards "* ]]; then
-    echo "== two shards against one (F=4, 4 conferences of 5; shards pinned to cores 0 and 1, generator unpinned)"
+    echo "== [load average $(cut -d' ' -f1-3 /proc/loadavg)] two shards against one (F=4, 4 conferences of 5; shards pinned to cores 0 and 1, generator unpinned)"
     for shards in 1 2; do
         start_target forwarder "$shards" true
         # shellcheck disable=SC2046
@@ -276,7 +302,7 @@ if [[ " $SECTIONS " == *" shards "* ]]; then
 fi
 
 if [[ " $SECTIONS " == *" capacity "* ]]; then
-    echo "== capacity: 10-person calls, audio + video, everyone receiving everyone"
+    echo "== [load average $(cut -d' ' -f1-3 /proc/loadavg)] capacity: 10-person calls, audio + video, everyone receiving everyone"
     # capacity label kind shards pin slo-p99 [generator flags...]
     capacity() {
         local label=$1 kind=$2 shards=$3 pin=$4 slo=$5
@@ -311,6 +337,17 @@ if [[ " $SECTIONS " == *" plain "* ]]; then
     done
     for f in 1 4 16; do
         echo "F=$f plain ratio $(ratio "${BEST[plain-forwarder-$f]}" "${BEST[plain-ceiling-$f]}"), cpu per copy ratio $(ratio "${CPU[plain-forwarder-$f]}" "${CPU[plain-ceiling-$f]}")"
+    done
+fi
+if [[ " $SECTIONS " == *" cpu "* ]]; then
+    echo
+    echo "plain path CPU per copy at fixed rates (median of $CPU_ROUNDS; all readings listed):"
+    echo "| fan-out | pps/stream | copies/s | ceiling µs/copy | forwarder µs/copy | ratio | ceiling readings | forwarder readings |"
+    echo "|---|---|---|---|---|---|---|---|"
+    for f in 1 4 16; do
+        # shellcheck disable=SC2086
+        c=$(median ${CPUS[cpu-ceiling-$f]}); w=$(median ${CPUS[cpu-forwarder-$f]})
+        echo "| $f | ${RATE[cpu-$f]} | $((RATE[cpu-$f] * f * (f + 1))) | $c | $w | $(ratio "$w" "$c") |${CPUS[cpu-ceiling-$f]} |${CPUS[cpu-forwarder-$f]} |"
     done
 fi
 if [[ " $SECTIONS " == *" video "* ]]; then
