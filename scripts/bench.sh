@@ -25,13 +25,15 @@
 #           at CPU_RATES (packets/s per stream, one per F), ceiling and forwarder
 #           alternated CPU_ROUNDS times; the median of each kind is reported. This is the
 #           quick check of the forwarder's per-wake overhead against the minimal loop.
-#   shards  one shard against two (pinned to both cores), F=4 over 4 conferences, audio-like.
+#   shards  one shard against two (pinned to both cores), F=4 over 4 conferences, audio-like
+#           (the plain forwarder: audio never arrives as bursts to segment).
 #   capacity  the capacity statement: `blindfold plan --sweep conferences` with 10-person
 #           calls, audio (50 packets/s) and video (30 fps bursts, 1.5 Mbit/s), everyone
 #           receiving everyone, SLO loss < 0.1 % and p99 < 1 ms (and loss only, since a
 #           shared host's p99 is its neighbours'); one shard with and without offloads
 #           (generator with `--gso --gro` against the offloading forwarder), then two
-#           shards; the generator's own CPU share is printed with each.
+#           shards, and one shard with last-5 subscriptions; the generator's own CPU
+#           share (generator_cores) is printed with each.
 #
 # Pinning on a 2-core machine: the target runs under `taskset -c 1`, the load generator
 # under `taskset -c 0`. For the two-shard comparison the shards pin themselves to cores 0
@@ -288,9 +290,12 @@ if [[ " $SECTIONS " == *" video "* ]]; then
 fi
 
 if [[ " $SECTIONS " == *" shards "* ]]; then
-    echo "== [load average $(cut -d' ' -f1-3 /proc/loadavg)] two shards against one (F=4, 4 conferences of 5; shards pinned to cores 0 and 1, generator unpinned)"
+    # The plain forwarder: a rate sweep of cbr streams puts consecutive packets of one
+    # stream into one batch, which the offloading forwarder would send segmented, and
+    # audio at 50 packets/s never does that.
+    echo "== [load average $(cut -d' ' -f1-3 /proc/loadavg)] two shards against one (plain forwarder, F=4, 4 conferences of 5; shards pinned to cores 0 and 1, generator unpinned)"
     for shards in 1 2; do
-        start_target forwarder "$shards" true
+        start_target plain "$shards" true
         # shellcheck disable=SC2046
         line=$("${GPRI[@]}" "$BIN" plan $(target_args forwarder) --conferences 4 --size 5 --profile "cbr:600:$PKT" \
             --sweep rate --factor 1.6 --max-steps 8 --refine 2 --duration "$STEP" --warmup 0.5 \
@@ -323,6 +328,9 @@ if [[ " $SECTIONS " == *" capacity "* ]]; then
     capacity "offload-1shard-loss" forwarder 1 false 0 --gso --gro
     capacity "plain-1shard-loss" plain 1 false 0
     capacity "offload-2shards-loss" forwarder 2 true 0 --gso --gro
+    # Each participant receives the 5 publishers before it (a static stand-in for last-N:
+    # the forwarder has no speaker-driven selection).
+    capacity "offload-1shard-last5-loss" forwarder 1 false 0 --gso --gro --subscribe last:5
 fi
 
 echo
