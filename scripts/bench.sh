@@ -33,7 +33,9 @@
 #           shared host's p99 is its neighbours'); one shard with and without offloads
 #           (generator with `--gso --gro` against the offloading forwarder), then two
 #           shards, and one shard with last-5 subscriptions; the generator's own CPU
-#           share (generator_cores) is printed with each.
+#           share (generator_cores) is printed with each. Each sweep runs CAP_ROUNDS
+#           times: one stall of a shared host fails a step however light, so the best
+#           round is the capacity and every round is printed.
 #
 # Pinning on a 2-core machine: the target runs under `taskset -c 1`, the load generator
 # under `taskset -c 0`. For the two-shard comparison the shards pin themselves to cores 0
@@ -50,7 +52,8 @@
 # which on a busy host is not enough.
 # Env: ROUNDS (2), ROUNDS_VIDEO (1), STEP (1 s measured per step), PKT (500), BURST (8),
 # BPKT (1200), FIXED (4 s per fixed-rate run), CPU_RATES ("20000 2500 250"), CPU_ROUNDS (3),
-# OUT (target/bench).
+# CPU_KINDS ("ceiling forwarder"; add ceiling-poll for the ceiling's epoll loop, the shard's
+# structure before it waited in recvmmsg), CAP_ROUNDS (1), OUT (target/bench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -65,6 +68,8 @@ OUT=${OUT:-target/bench}
 SECTIONS=${SECTIONS:-"plain video shards capacity"}
 CPU_RATES=${CPU_RATES:-"20000 2500 250"}
 CPU_ROUNDS=${CPU_ROUNDS:-3}
+CPU_KINDS=${CPU_KINDS:-"ceiling forwarder"}
+CAP_ROUNDS=${CAP_ROUNDS:-1}
 TOKEN=bench-$$
 BIN=target/release/blindfold
 CEIL=target/release/ceiling
@@ -145,6 +150,8 @@ start_target() { # kind shards pin -> sets TPID, MEDIA, CONTROL
     [ "$1" = plain ] && serve+=(--gso false --gro false)
     if [ "$1" = ceiling ]; then
         "${TGT[@]}" "$CEIL" --media "$MEDIA" >"$log" 2>&1 &
+    elif [ "$1" = ceiling-poll ]; then
+        "${TGT[@]}" "$CEIL" --media "$MEDIA" --loop poll >"$log" 2>&1 &
     elif [ "$3" = true ]; then
         "${PRI[@]}" "${serve[@]}" --pin true >"$log" 2>&1 &
     else
@@ -165,7 +172,7 @@ start_target() { # kind shards pin -> sets TPID, MEDIA, CONTROL
 stop_target() { kill "$TPID" 2>/dev/null || true; wait "$TPID" 2>/dev/null || true; }
 
 target_args() { # kind
-    if [ "$1" = ceiling ]; then echo "--ceiling --media $MEDIA --pid $TPID"
+    if [ "${1%-poll}" = ceiling ]; then echo "--ceiling --media $MEDIA --pid $TPID"
     else echo "--control http://$CONTROL --token $TOKEN --media $MEDIA --pid $TPID"; fi
 }
 
@@ -254,7 +261,7 @@ if [[ " $SECTIONS " == *" cpu "* ]]; then
         RATE[cpu-$f]=${rates[$i]}
         i=$((i + 1))
         for r in $(seq "$CPU_ROUNDS"); do
-            for kind in ceiling forwarder; do
+            for kind in $CPU_KINDS; do
                 fixed "cpu-$kind-$f" "$kind" "$f" "cbr:${RATE[cpu-$f]}:$PKT"
                 CPUS[cpu-$kind-$f]+=" ${CPU[cpu-$kind-$f]}"
             done
@@ -315,14 +322,17 @@ if [[ " $SECTIONS " == *" capacity "* ]]; then
         start_target "$kind" "$shards" "$pin"
         local gen=("${GEN[@]}")
         [ "$pin" = true ] && gen=("${GPRI[@]}")
-        local line
-        # shellcheck disable=SC2046
-        line=$("${gen[@]}" "$BIN" plan $(target_args "$kind") --conferences 2 --size 10 \
-            --profile audio,video --sweep conferences --factor 1.4 --max-steps 10 --refine 2 \
-            --duration 3 --warmup 1 --slo-p99-us "$slo" --quiet "$@" \
-            --out "$OUT/capacity-$label" 2>>"$OUT/plan.log" | grep '^CAPACITY' || true)
-        stop_target
-        printf "  %-28s %s\n" "$label" "$line"
+        local line r
+        for r in $(seq "$CAP_ROUNDS"); do
+            [ "$r" -gt 1 ] && start_target "$kind" "$shards" "$pin"
+            # shellcheck disable=SC2046
+            line=$("${gen[@]}" "$BIN" plan $(target_args "$kind") --conferences 2 --size 10 \
+                --profile audio,video --sweep conferences --factor 1.4 --max-steps 10 --refine 2 \
+                --duration 3 --warmup 1 --slo-p99-us "$slo" --quiet "$@" \
+                --out "$OUT/capacity-$label-$r" 2>>"$OUT/plan.log" | grep '^CAPACITY' || true)
+            stop_target
+            printf "  %-28s round %s [load average %s] %s\n" "$label" "$r" "$(cut -d' ' -f1 /proc/loadavg)" "$line"
+        done
     }
     capacity "offload-1shard-p99" forwarder 1 false 1000 --gso --gro
     capacity "offload-1shard-loss" forwarder 1 false 0 --gso --gro
@@ -357,6 +367,12 @@ if [[ " $SECTIONS " == *" cpu "* ]]; then
         c=$(median ${CPUS[cpu-ceiling-$f]}); w=$(median ${CPUS[cpu-forwarder-$f]})
         echo "| $f | ${RATE[cpu-$f]} | $((RATE[cpu-$f] * f * (f + 1))) | $c | $w | $(ratio "$w" "$c") |${CPUS[cpu-ceiling-$f]} |${CPUS[cpu-forwarder-$f]} |"
     done
+    if [[ " $CPU_KINDS " == *" ceiling-poll "* ]]; then
+        for f in 1 4 16; do
+            # shellcheck disable=SC2086
+            echo "F=$f ceiling-poll $(median ${CPUS[cpu-ceiling-poll-$f]}) µs/copy, $(ratio "$(median ${CPUS[cpu-ceiling-poll-$f]})" "$(median ${CPUS[cpu-ceiling-$f]})")× the minimal loop; readings${CPUS[cpu-ceiling-poll-$f]}"
+        done
+    fi
 fi
 if [[ " $SECTIONS " == *" video "* ]]; then
     echo
