@@ -18,6 +18,7 @@ fn an_honest_leaver_keeps_no_key() {
         debug_state: false,
         metrics: false,
         limits: Default::default(),
+        health: Default::default(),
     })
     .unwrap();
     let secret: [u8; 32] = rand::random();

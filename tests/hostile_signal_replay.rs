@@ -24,6 +24,7 @@ fn replayed_joins_welcomes_and_commits_admit_no_one() {
             debug_state: true,
             metrics: false,
             limits: Default::default(),
+            health: Default::default(),
         },
         Arc::new(|_: &_, _: &str, _: &str, _: Option<u64>| Action::Deliver),
     )

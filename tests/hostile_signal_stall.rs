@@ -37,6 +37,7 @@ fn dropped_commits_stall_the_call_and_the_leaver_opens_nothing_later() {
             debug_state: false,
             metrics: false,
             limits: Default::default(),
+            health: Default::default(),
         },
         Arc::new(policy),
     )

@@ -23,6 +23,7 @@ fn key_log_decrypts_a_capture_with_rtc_srtp() {
         debug_state: false,
         metrics: false,
         limits: Default::default(),
+        health: Default::default(),
     })
     .unwrap();
     let dir = std::env::temp_dir().join(format!("blindfold-keylog-{}", std::process::id()));

@@ -17,6 +17,7 @@ fn service_and_forwarder_see_only_ephemeral_ids() {
         debug_state: true,
         metrics: false,
         limits: Default::default(),
+        health: Default::default(),
     })
     .unwrap();
     let secret = [42u8; 32];

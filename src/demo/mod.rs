@@ -244,6 +244,7 @@ pub fn run(args: &DemoArgs) -> Result<Report, DemoError> {
         debug_state: false,
         metrics: false,
         limits: Default::default(),
+        health: Default::default(),
     })?;
     println!(
         "forwarder media {} control http://{}; signalling {}",

@@ -22,10 +22,20 @@ pub struct SignalProcess {
 
 impl SignalProcess {
     pub fn start(control: SocketAddr, env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_blindfold"))
-            .args(["signal", "--listen", "127.0.0.1:0"])
-            .args(["--forwarder", &format!("http://{control}")])
+        Self::start_on(&[control], &[], env)
+    }
+
+    /// Like [`SignalProcess::start`], placing calls on every forwarder in `controls`, with
+    /// extra command-line `args`.
+    pub fn start_on(controls: &[SocketAddr], args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_blindfold"));
+        child.args(["signal", "--listen", "127.0.0.1:0"]);
+        for c in controls {
+            child.args(["--forwarder", &format!("http://{c}")]);
+        }
+        let mut child = child
             .args(["--control-token", TOKEN])
+            .args(args)
             .envs(env.iter().copied())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())

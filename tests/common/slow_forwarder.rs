@@ -12,7 +12,7 @@ use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, post, put};
+use axum::routing::{delete, get, post, put};
 use blindfold::control::{
     Candidate, CreateConference, CreateEndpoint, Created, EndpointCreated, Ice,
 };
@@ -69,6 +69,8 @@ pub fn start(seen: Arc<Seen>) -> SocketAddr {
         StatusCode::NO_CONTENT
     }
     let app = Router::new()
+        // Answered at once: the service's health checks must not find it lost.
+        .route("/healthz", get(|| async { "ok" }))
         .route("/v1/conferences", post(conference))
         .route(
             "/v1/conferences/{conf}",

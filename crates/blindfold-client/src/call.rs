@@ -115,6 +115,7 @@ async fn join(
         ice: ice_creds,
         client_ufrag: ice::random_ufrag(),
         consent_txid: None,
+        relatch: false,
         outbox: Vec::new(),
         leaving: false,
         left: false,
@@ -281,6 +282,12 @@ async fn event_loop(
         eng.drain_outputs();
         if ws_open {
             eng.flush(ws).await?;
+        }
+        if std::mem::take(&mut eng.relatch)
+            && let Err(e) = eng.latch(sock).await
+        {
+            // The consent checks go on to the new address; signalling may move us again.
+            tracing::warn!(error = %e, "latching on the new forwarder failed");
         }
         eng.update_ready();
     }

@@ -59,6 +59,8 @@ pub(crate) struct Engine {
     pub ice: proto::Ice,
     pub client_ufrag: String,
     pub consent_txid: Option<[u8; 12]>,
+    /// The call moved to another forwarder: latch there before sending on.
+    pub relatch: bool,
     pub outbox: Vec<ClientMessage>,
     /// The leave was asked for: timers stop, nothing more is sent or counted as received.
     pub leaving: bool,
@@ -141,6 +143,24 @@ impl Engine {
                 Ok(bytes) => self.session.handle_input(Input::Welcome(&bytes), now),
                 Err(_) => self.shared.lock().stats.welcomes_refused += 1,
             },
+            ServerMessage::Moved { ice, candidates } => {
+                // Only the media path changes: the group and its keys stay as they are.
+                match candidates.first().and_then(|c| {
+                    c.ip.parse::<std::net::IpAddr>()
+                        .ok()
+                        .map(|ip| SocketAddr::new(ip, c.port))
+                }) {
+                    Some(to) => {
+                        self.forwarder = to;
+                        self.ice = ice;
+                        self.client_ufrag = blindfold_proto::stun::random_ufrag();
+                        self.consent_txid = None;
+                        self.relatch = true;
+                        self.shared.lock().stats.moves += 1;
+                    }
+                    None => tracing::warn!("a move without a usable candidate"),
+                }
+            }
             ServerMessage::Left => {
                 self.left = true;
                 self.shared.set_phase(Phase::Left(Instant::now()));

@@ -186,6 +186,8 @@ pub struct Stats {
     pub foreign: u64,
     /// RTCP/other datagrams ignored.
     pub ignored: u64,
+    /// Times signalling moved the call to another forwarder (this participant re-latched).
+    pub moves: u64,
     /// STUN consent refreshes answered / not answered before the next one.
     pub consent_ok: u64,
     /// See `consent_ok`.

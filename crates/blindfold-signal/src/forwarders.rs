@@ -3,12 +3,15 @@
 //! readings the service relies on (an existing conference is taken as its own, deleting
 //! something already gone succeeds).
 //!
-//! Owns the calls and the per-forwarder endpoint count used for placement. Must not touch
+//! Owns the calls, the per-forwarder endpoint count used for placement, and each
+//! forwarder's health: [`Health`] decides, from consecutive failed checks, when a forwarder
+//! is lost (its calls then move, see [`crate::service`]). Must not touch
 //! keys (the forwarder never hears of them) nor the service's membership state, and must
 //! never be called while a conference's state is locked.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use blindfold_control::client::{Client, ControlError};
 use blindfold_control::{EndpointCreated, SubscriptionJson, TrackJson};
@@ -26,6 +29,58 @@ pub struct Forwarder {
     /// Endpoints this service holds on it (for least-loaded placement).
     endpoints: AtomicUsize,
     in_flight: Semaphore,
+    health: Mutex<Health>,
+    /// Mirrors `health` for placement, which must not wait on a lock.
+    lost: AtomicBool,
+}
+
+/// What one more health check changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// The forwarder just failed its `lost_after`-th check in a row: it is lost.
+    Lost,
+    /// A lost forwarder answered again: it may take new calls (moved ones stay moved).
+    Back,
+}
+
+/// The lost-forwarder decision, sans IO: a forwarder is lost once `lost_after` checks in
+/// a row failed (one slow answer on a loaded machine is not a death), and live again at
+/// its first good answer.
+#[derive(Debug, Clone)]
+pub struct Health {
+    lost_after: u32,
+    failures: u32,
+    lost: bool,
+}
+
+impl Health {
+    /// Lost after `lost_after` failures in a row (at least one).
+    pub fn new(lost_after: u32) -> Self {
+        Self {
+            lost_after: lost_after.max(1),
+            failures: 0,
+            lost: false,
+        }
+    }
+
+    /// Records one check's outcome; says when the verdict changed.
+    pub fn observe(&mut self, ok: bool) -> Option<Change> {
+        if ok {
+            self.failures = 0;
+            return std::mem::take(&mut self.lost).then_some(Change::Back);
+        }
+        self.failures = self.failures.saturating_add(1);
+        if !self.lost && self.failures >= self.lost_after {
+            self.lost = true;
+            return Some(Change::Lost);
+        }
+        None
+    }
+
+    /// Whether the forwarder is lost.
+    pub fn is_lost(&self) -> bool {
+        self.lost
+    }
 }
 
 impl Forwarder {
@@ -35,7 +90,41 @@ impl Forwarder {
             client: Client::new(base, Some(token))?,
             endpoints: AtomicUsize::new(0),
             in_flight: Semaphore::new(MAX_IN_FLIGHT),
+            health: Mutex::new(Health::new(1)),
+            lost: AtomicBool::new(false),
         })
+    }
+
+    /// Declares the forwarder lost after `lost_after` failed checks in a row.
+    pub fn set_lost_after(&self, lost_after: u32) {
+        *self.health.lock().unwrap_or_else(PoisonError::into_inner) = Health::new(lost_after);
+    }
+
+    /// True once the forwarder failed enough checks in a row and has not answered since.
+    pub fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::Relaxed)
+    }
+
+    /// Checks `GET /healthz` within `timeout` (a draining forwarder is alive) and returns
+    /// what changed.
+    pub async fn check(&self, timeout: Duration) -> Option<Change> {
+        let ok = matches!(
+            tokio::time::timeout(timeout, self.client.healthz()).await,
+            Ok(Ok(_))
+        );
+        let mut h = self.health.lock().unwrap_or_else(PoisonError::into_inner);
+        let change = h.observe(ok);
+        self.lost.store(h.is_lost(), Ordering::Relaxed);
+        change
+    }
+
+    /// Forgets `n` endpoints this service held on it (they went with a lost forwarder).
+    pub fn forget(&self, n: usize) {
+        let _ = self
+            .endpoints
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |e| {
+                Some(e.saturating_sub(n))
+            });
     }
 
     /// Endpoints this service holds on this forwarder.
@@ -118,9 +207,40 @@ impl Forwarder {
     }
 }
 
-/// The forwarders, least loaded first.
+/// The forwarders not lost, least loaded first.
 pub fn by_load(all: &[Arc<Forwarder>]) -> Vec<Arc<Forwarder>> {
-    let mut v = all.to_vec();
+    let mut v: Vec<_> = all.iter().filter(|f| !f.is_lost()).cloned().collect();
     v.sort_by_key(|f| f.load());
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lost_only_after_k_failures_in_a_row() {
+        let mut h = Health::new(3);
+        assert_eq!(h.observe(false), None);
+        assert_eq!(h.observe(false), None);
+        // A good answer in between starts the count again.
+        assert_eq!(h.observe(true), None);
+        assert_eq!(h.observe(false), None);
+        assert_eq!(h.observe(false), None);
+        assert!(!h.is_lost());
+        assert_eq!(h.observe(false), Some(Change::Lost));
+        assert!(h.is_lost());
+        // Lost once: later failures do not move its calls again.
+        assert_eq!(h.observe(false), None);
+        assert_eq!(h.observe(true), Some(Change::Back));
+        assert!(!h.is_lost());
+        assert_eq!(h.observe(true), None);
+    }
+
+    #[test]
+    fn at_least_one_failure_is_needed() {
+        let mut h = Health::new(0);
+        assert_eq!(h.observe(true), None);
+        assert_eq!(h.observe(false), Some(Change::Lost));
+    }
 }

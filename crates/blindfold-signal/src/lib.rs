@@ -29,6 +29,7 @@
 //! | `tracks {participant, tracks}` | a member's tracks changed |
 //! | `handshake {from, message}` / `welcome {message}` | an MLS message in the service's order / this participant's Welcome |
 //! | `published {}` | the forwarder holds the tracks just published: start sending media |
+//! | `moved {ice, candidates}` | the call moved off a lost forwarder: latch on this one with these credentials (the group is unchanged) |
 //! | `left {}` / `error {code, message}` | leave done / request refused |
 //!
 //! Error codes: `bad_request`, `wrong_state`, `participant_taken`, `bad_proof`,
@@ -63,6 +64,11 @@
 //! every change. A `leave` or a dropped WebSocket deletes the endpoint on the forwarder
 //! *before* the others are told, so a leaver stops receiving at once, before the group's
 //! rekey. [`service`] says how this order holds without a lock across forwarder calls.
+//!
+//! The service checks each forwarder's `/healthz` every `--health-interval-ms`; one that
+//! fails `--health-failures` checks in a row is lost, and each of its calls moves to the
+//! least loaded live forwarder: new endpoints and tracks there, then `moved` to each member
+//! ([`service`] has the order).
 //!
 //! # Limits (strangers must not exhaust it)
 //! WebSocket frames and messages are capped at [`proto::MAX_FRAME`]; connections are
@@ -138,6 +144,43 @@ pub struct SignalArgs {
     /// Connection, per-source and queue limits.
     #[command(flatten)]
     pub limits: Limits,
+
+    /// How forwarders are watched.
+    #[command(flatten)]
+    pub health: HealthArgs,
+}
+
+/// How the service watches its forwarders (see [`service`]).
+#[derive(clap::Args, Debug, Clone)]
+pub struct HealthArgs {
+    /// How often each forwarder's `/healthz` is checked, in ms (each check must answer
+    /// within this too).
+    #[arg(
+        long,
+        default_value_t = 500,
+        env = "BLINDFOLD_SIGNAL_HEALTH_INTERVAL_MS",
+        value_parser = clap::value_parser!(u64).range(10..)
+    )]
+    pub health_interval_ms: u64,
+
+    /// Failed checks in a row after which a forwarder is lost and its calls move to a
+    /// live one.
+    #[arg(
+        long,
+        default_value_t = 3,
+        env = "BLINDFOLD_SIGNAL_HEALTH_FAILURES",
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub health_failures: u32,
+}
+
+impl Default for HealthArgs {
+    fn default() -> Self {
+        Self {
+            health_interval_ms: 500,
+            health_failures: 3,
+        }
+    }
 }
 
 /// The service could not start.
@@ -297,6 +340,10 @@ impl SignalServer {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let app = router(service.clone(), args.debug_state, args.metrics);
         let metrics = service.metrics().clone();
+        rt.spawn(service.clone().watch_forwarders(
+            Duration::from_millis(args.health.health_interval_ms),
+            args.health.health_failures,
+        ));
         let thread = std::thread::Builder::new()
             .name("signal-main".into())
             .spawn(move || {

@@ -63,6 +63,9 @@ pub struct Metrics {
     refused: [AtomicU64; CODES.len()],
     connections_refused: [AtomicU64; 2],
     slow_consumers: AtomicU64,
+    forwarders_lost: AtomicU64,
+    conferences_moved: AtomicU64,
+    members_moved: AtomicU64,
 }
 
 impl Metrics {
@@ -79,6 +82,18 @@ impl Metrics {
     /// A member disconnected for not reading.
     pub fn slow_consumer(&self) {
         self.slow_consumers.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A forwarder was declared lost.
+    pub fn forwarder_lost(&self) {
+        self.forwarders_lost.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A conference moved off a lost forwarder with `members` members.
+    pub fn moved(&self, members: usize) {
+        self.conferences_moved.fetch_add(1, Ordering::Relaxed);
+        self.members_moved
+            .fetch_add(members as u64, Ordering::Relaxed);
     }
 
     /// Prometheus text format 0.0.4, with `open` connections as a gauge.
@@ -124,6 +139,21 @@ impl Metrics {
              blindfold_signal_slow_consumers_total {}",
             self.slow_consumers.load(Ordering::Relaxed)
         );
+        let _ = writeln!(
+            out,
+            "# HELP blindfold_signal_forwarders_lost_total Forwarders declared lost.\n\
+             # TYPE blindfold_signal_forwarders_lost_total counter\n\
+             blindfold_signal_forwarders_lost_total {}\n\
+             # HELP blindfold_signal_moves_total Conferences moved off a lost forwarder.\n\
+             # TYPE blindfold_signal_moves_total counter\n\
+             blindfold_signal_moves_total {}\n\
+             # HELP blindfold_signal_moved_members_total Members moved with them.\n\
+             # TYPE blindfold_signal_moved_members_total counter\n\
+             blindfold_signal_moved_members_total {}",
+            self.forwarders_lost.load(Ordering::Relaxed),
+            self.conferences_moved.load(Ordering::Relaxed),
+            self.members_moved.load(Ordering::Relaxed)
+        );
         out
     }
 }
@@ -147,6 +177,8 @@ mod tests {
         }
         m.connection_refused(ConnectionRefusal::PerSource);
         m.slow_consumer();
+        m.forwarder_lost();
+        m.moved(3);
         let text = m.render(3);
         for c in CODES {
             let line = format!(
@@ -159,5 +191,8 @@ mod tests {
         assert!(text.contains("limit=\"total\"} 0"));
         assert!(text.contains("blindfold_signal_slow_consumers_total 1"));
         assert!(text.contains("blindfold_signal_connections 3"));
+        assert!(text.contains("blindfold_signal_forwarders_lost_total 1"));
+        assert!(text.contains("blindfold_signal_moves_total 1"));
+        assert!(text.contains("blindfold_signal_moved_members_total 3"));
     }
 }

@@ -222,6 +222,14 @@ pub enum ServerMessage {
     /// The forwarder holds the tracks of the last `publish`: media sent from now on is
     /// forwarded (earlier packets would be dropped as coming from SSRCs it does not own).
     Published,
+    /// The call moved to another forwarder (its old one was lost): send media there and
+    /// latch again with these credentials. The group and its keys are unchanged.
+    Moved {
+        /// ICE credentials of this participant's new endpoint.
+        ice: Ice,
+        /// The new forwarder's media addresses.
+        candidates: Vec<Candidate>,
+    },
     /// The leave is complete: the forwarder no longer sends to this participant.
     Left,
     /// A request was refused.

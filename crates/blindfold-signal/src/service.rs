@@ -28,6 +28,17 @@
 //! - each member's subscriptions are pushed by at most one task at a time, which re-reads
 //!   the wanted set after each push, so the last push is always the latest set.
 //!
+//! # Losing a forwarder
+//! [`Service::watch_forwarders`] checks every forwarder's `/healthz` on an interval, with a
+//! bounded timeout and no conference lock held; one that fails K checks in a row is lost
+//! ([`crate::forwarders::Health`]) and gets no new calls. Each conference homed on it is
+//! moved: a live forwarder (least loaded) gets the conference, each member's endpoint
+//! (fresh ICE credentials) and its tracks, the conference's home switches there, and only
+//! then is each member told (`moved`, with its new credentials and candidates) and its
+//! subscriptions pushed afresh. Tracks go first so the media a member sends as soon as it
+//! re-latches is not dropped as `ssrc_not_owned`. The members' MLS group is untouched:
+//! the forwarder never had a key.
+//!
 //! The per-call state ([`ConfState`]) is plain data keyed by conference id; only the
 //! members' outboxes are local to this process. Moving the call state to a shared store
 //! later means replacing this struct's lock with that store's transaction, not changing
@@ -36,6 +47,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use blindfold_control::client::ControlError;
 use blindfold_control::{SubscriptionJson, TrackJson};
@@ -43,7 +55,7 @@ use serde::Serialize;
 use tokio::sync::{OnceCell, watch};
 
 use crate::connection::Outbox;
-use crate::forwarders::{Forwarder, by_load};
+use crate::forwarders::{Change, Forwarder, by_load};
 use crate::limits::{Admission, Guard, Quota, Refused};
 use crate::metrics::Metrics;
 use crate::mls_header::{self, Content};
@@ -67,6 +79,8 @@ pub(crate) struct Conference {
     id: String,
     /// The forwarder holding it, once the first joiner placed and created it there.
     home: OnceCell<Arc<Forwarder>>,
+    /// The forwarder it moved to when `home` was lost (the latest move wins).
+    moved: Mutex<Option<Arc<Forwarder>>>,
     state: Mutex<ConfState>,
     /// Becomes true once a closed conference is deleted from its forwarder; a joiner
     /// that found it closing waits for this before creating it afresh.
@@ -191,6 +205,16 @@ impl Conference {
         // panicking holder leaves behind is consistent: take it over.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// The forwarder holding the conference now: where it moved, else where it was placed.
+    fn current_home(&self) -> Option<Arc<Forwarder>> {
+        let moved = self
+            .moved
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        moved.or_else(|| self.home.get().cloned())
+    }
 }
 
 impl Service {
@@ -243,6 +267,7 @@ impl Service {
                 Arc::new(Conference {
                     id: id.to_string(),
                     home: OnceCell::new(),
+                    moved: Mutex::new(None),
                     state: Mutex::new(ConfState::default()),
                     deleted: watch::Sender::new(false),
                 })
@@ -322,7 +347,7 @@ impl Service {
             .get_or_try_init(|| self.place(&conf, req.source))
             .await
         {
-            Ok(home) => home.clone(),
+            Ok(placed) => conf.current_home().unwrap_or_else(|| placed.clone()),
             Err(r) => {
                 self.abandon(&conf, &pid).await;
                 return Err(r);
@@ -389,8 +414,155 @@ impl Service {
             tracing::info!(members = st.members.len(), "participant joined");
         }
         // Only the joiner's own set changed: it has no tracks yet for the others to want.
-        sync(&conf, &home, &pid);
+        sync(&conf, &pid);
         Ok(conf)
+    }
+
+    /// Checks every forwarder each `interval` (each check bounded by it too) and moves the
+    /// calls of one that is lost. Runs until the runtime ends.
+    pub async fn watch_forwarders(self: Arc<Self>, interval: Duration, lost_after: u32) {
+        for f in &self.forwarders {
+            f.set_lost_after(lost_after);
+        }
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let checks = self.forwarders.iter().map(|f| async move {
+                let change = f.check(interval).await;
+                (f.clone(), change)
+            });
+            for (f, change) in futures_util::future::join_all(checks).await {
+                match change {
+                    Some(Change::Lost) => {
+                        self.metrics.forwarder_lost();
+                        tracing::warn!("a forwarder stopped answering; moving its calls");
+                        let svc = self.clone();
+                        tokio::spawn(async move { svc.evacuate(&f).await });
+                    }
+                    Some(Change::Back) => tracing::info!("a lost forwarder answers again"),
+                    None => {}
+                }
+            }
+        }
+    }
+
+    /// Moves every conference homed on `lost` to a live forwarder.
+    async fn evacuate(self: &Arc<Self>, lost: &Arc<Forwarder>) {
+        let confs: Vec<Arc<Conference>> = self
+            .conferences()
+            .values()
+            .filter(|c| c.current_home().is_some_and(|h| Arc::ptr_eq(&h, lost)))
+            .cloned()
+            .collect();
+        let moves = confs.into_iter().map(|conf| {
+            let lost = lost.clone();
+            async move {
+                if let Err(Refusal(code, message)) = self.move_conference(&conf, &lost).await {
+                    tracing::warn!(?code, %message, "moving a call off a lost forwarder failed");
+                }
+            }
+        });
+        futures_util::future::join_all(moves).await;
+    }
+
+    /// Re-creates `conf` with its members' endpoints and tracks on the least loaded live
+    /// forwarder, switches its home there, then tells each member where to send.
+    async fn move_conference(
+        &self,
+        conf: &Arc<Conference>,
+        lost: &Arc<Forwarder>,
+    ) -> Result<(), Refusal> {
+        let members: Vec<(String, Vec<Track>)> = {
+            let st = conf.lock();
+            if st.closed {
+                return Ok(());
+            }
+            st.members
+                .iter()
+                .map(|(id, m)| (id.clone(), m.info.tracks.clone()))
+                .collect()
+        };
+        let mut to = None;
+        let mut last = None;
+        for fwd in by_load(&self.forwarders) {
+            if Arc::ptr_eq(&fwd, lost) {
+                continue;
+            }
+            match fwd.create_conference(&conf.id).await {
+                Ok(()) => {
+                    to = Some(fwd);
+                    break;
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        let Some(to) = to else {
+            return Err(last.map_or_else(
+                || Refusal(ErrorCode::Capacity, "no live forwarder".into()),
+                Refusal::from,
+            ));
+        };
+        let mut created = HashMap::new();
+        for (pid, tracks) in &members {
+            let ep = match to.create_endpoint(&conf.id, pid).await {
+                Ok(ep) => ep,
+                Err(e) => {
+                    tracing::warn!(error = %e, "creating a moved member's endpoint failed");
+                    continue;
+                }
+            };
+            if !tracks.is_empty()
+                && let Err(e) = to
+                    .set_tracks(&conf.id, pid, tracks.iter().map(track_json).collect())
+                    .await
+            {
+                tracing::warn!(error = %e, "setting a moved member's tracks failed");
+            }
+            created.insert(pid.clone(), ep);
+        }
+        lost.forget(members.len());
+        *conf.moved.lock().unwrap_or_else(PoisonError::into_inner) = Some(to.clone());
+        let (moved, gone) = {
+            let mut st = conf.lock();
+            let mut moved = Vec::new();
+            for (id, m) in st.members.iter_mut() {
+                let Some(ep) = created.remove(id) else {
+                    continue;
+                };
+                // The new endpoint receives nothing yet: push the whole set again.
+                m.pushed.clear();
+                m.out.send(&ServerMessage::Moved {
+                    ice: crate::proto::Ice {
+                        ufrag: ep.ice.ufrag,
+                        pwd: ep.ice.pwd,
+                    },
+                    candidates: ep
+                        .candidates
+                        .iter()
+                        .map(|c| crate::proto::Candidate {
+                            ip: c.ip.to_string(),
+                            port: c.port,
+                        })
+                        .collect(),
+                });
+                moved.push(id.clone());
+            }
+            // Left while their endpoints were being created: nobody may receive for them.
+            let gone: Vec<String> = created.into_keys().collect();
+            (moved, gone)
+        };
+        for pid in &gone {
+            if let Err(e) = to.delete_endpoint(&conf.id, pid).await {
+                tracing::warn!(error = %e, "deleting a departed member's endpoint failed");
+            }
+        }
+        self.metrics.moved(moved.len());
+        tracing::info!(members = moved.len(), "call moved to another forwarder");
+        for pid in &moved {
+            sync(conf, pid);
+        }
+        Ok(())
     }
 
     /// Places a new conference: the creator's quota first, then the least loaded
@@ -436,7 +608,7 @@ impl Service {
         if conf.lock().members.remove(pid).is_none() {
             return;
         }
-        let home = conf.home.get().cloned();
+        let home = conf.current_home();
         if let Some(home) = &home
             && let Err(e) = home.delete_endpoint(&conf.id, pid).await
         {
@@ -456,9 +628,9 @@ impl Service {
         };
         if close {
             self.finish_close(conf).await;
-        } else if let Some(home) = &home {
+        } else {
             for id in others {
-                sync(conf, home, &id);
+                sync(conf, &id);
             }
         }
     }
@@ -466,7 +638,7 @@ impl Service {
     /// Deletes a closed conference from its forwarder, forgets it, and lets waiting
     /// joiners through.
     async fn finish_close(&self, conf: &Arc<Conference>) {
-        if let Some(home) = conf.home.get()
+        if let Some(home) = conf.current_home()
             && let Err(e) = home.delete_conference(&conf.id).await
         {
             tracing::warn!(error = %e, "deleting an empty conference failed");
@@ -518,7 +690,7 @@ impl Service {
             others
         };
         for id in others {
-            sync(conf, &home, &id);
+            sync(conf, &id);
         }
         Ok(())
     }
@@ -530,11 +702,11 @@ impl Service {
         pid: &str,
         to: Option<Vec<TrackRef>>,
     ) -> Result<(), Refusal> {
-        let home = joined_home(conf)?;
+        joined_home(conf)?;
         if let Some(me) = conf.lock().members.get_mut(pid) {
             me.subscription = to;
         }
-        sync(conf, &home, pid);
+        sync(conf, pid);
         Ok(())
     }
 
@@ -713,15 +885,13 @@ fn begin_close(st: &mut ConfState) -> bool {
 
 fn joined_home(conf: &Conference) -> Result<Arc<Forwarder>, Refusal> {
     // Invariant: a member exists only after its conference was placed.
-    conf.home
-        .get()
-        .cloned()
+    conf.current_home()
         .ok_or_else(|| Refusal(ErrorCode::WrongState, "join first".into()))
 }
 
 /// Brings `pid`'s forwarder subscriptions in line with what it wants, unless a push for
 /// it is already running (which re-reads the wanted set when it is done).
-fn sync(conf: &Arc<Conference>, home: &Arc<Forwarder>, pid: &str) {
+fn sync(conf: &Arc<Conference>, pid: &str) {
     {
         let mut st = conf.lock();
         let Some(m) = st.members.get_mut(pid) else {
@@ -732,7 +902,7 @@ fn sync(conf: &Arc<Conference>, home: &Arc<Forwarder>, pid: &str) {
         }
         m.syncing = true;
     }
-    let (conf, home, pid) = (conf.clone(), home.clone(), pid.to_string());
+    let (conf, pid) = (conf.clone(), pid.to_string());
     tokio::spawn(async move {
         loop {
             let want = {
@@ -754,12 +924,23 @@ fn sync(conf: &Arc<Conference>, home: &Arc<Forwarder>, pid: &str) {
                 .iter()
                 .map(|(e, t)| SubscriptionJson::new(e.clone(), t.clone()))
                 .collect();
+            let Some(home) = conf.current_home() else {
+                if let Some(m) = conf.lock().members.get_mut(&pid) {
+                    m.syncing = false;
+                }
+                return;
+            };
             let result = home.set_subscriptions(&conf.id, &pid, subs).await;
+            // Moved while this push went to the old forwarder: push again to the new one.
+            let moved = conf
+                .current_home()
+                .is_some_and(|now| !Arc::ptr_eq(&now, &home));
             let mut st = conf.lock();
             let Some(me) = st.members.get_mut(&pid) else {
                 return;
             };
             match result {
+                _ if moved => me.pushed.clear(),
                 Ok(()) => me.pushed = want,
                 Err(e) => {
                     // The next change retries; spinning on a failing forwarder would not.
