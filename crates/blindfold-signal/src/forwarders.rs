@@ -32,6 +32,9 @@ pub struct Forwarder {
     health: Mutex<Health>,
     /// Mirrors `health` for placement, which must not wait on a lock.
     lost: AtomicBool,
+    /// Conferences moved off it while it was lost: deleted if it answers again (it may
+    /// only have been stalled, and must not keep endpoints this service has forgotten).
+    orphans: Mutex<Vec<String>>,
 }
 
 /// What one more health check changed.
@@ -92,6 +95,7 @@ impl Forwarder {
             in_flight: Semaphore::new(MAX_IN_FLIGHT),
             health: Mutex::new(Health::new(1)),
             lost: AtomicBool::new(false),
+            orphans: Mutex::new(Vec::new()),
         })
     }
 
@@ -116,6 +120,25 @@ impl Forwarder {
         let change = h.observe(ok);
         self.lost.store(h.is_lost(), Ordering::Relaxed);
         change
+    }
+
+    /// Notes that `conf` moved off this forwarder while it was lost.
+    pub fn orphan(&self, conf: &str) {
+        self.orphans
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(conf.to_string());
+    }
+
+    /// Deletes every conference that moved off it (once it answers again).
+    pub async fn delete_orphans(&self) {
+        let orphans =
+            std::mem::take(&mut *self.orphans.lock().unwrap_or_else(PoisonError::into_inner));
+        for conf in orphans {
+            if let Err(e) = self.delete_conference(&conf).await {
+                tracing::warn!(error = %e, "deleting a moved call's old conference failed");
+            }
+        }
     }
 
     /// Forgets `n` endpoints this service held on it (they went with a lost forwarder).

@@ -37,7 +37,8 @@
 //! then is each member told (`moved`, with its new credentials and candidates) and its
 //! subscriptions pushed afresh. Tracks go first so the media a member sends as soon as it
 //! re-latches is not dropped as `ssrc_not_owned`. The members' MLS group is untouched:
-//! the forwarder never had a key.
+//! the forwarder never had a key. A lost forwarder that answers again (it was only
+//! stalled) gets the moved conferences deleted, so it keeps no endpoint of them.
 //!
 //! The per-call state ([`ConfState`]) is plain data keyed by conference id; only the
 //! members' outboxes are local to this process. Moving the call state to a shared store
@@ -440,7 +441,10 @@ impl Service {
                         let svc = self.clone();
                         tokio::spawn(async move { svc.evacuate(&f).await });
                     }
-                    Some(Change::Back) => tracing::info!("a lost forwarder answers again"),
+                    Some(Change::Back) => {
+                        tracing::info!("a lost forwarder answers again");
+                        tokio::spawn(async move { f.delete_orphans().await });
+                    }
                     None => {}
                 }
             }
@@ -522,6 +526,12 @@ impl Service {
             created.insert(pid.clone(), ep);
         }
         lost.forget(members.len());
+        lost.orphan(&conf.id);
+        if !lost.is_lost() {
+            // It answered again during the move, after its orphans were taken.
+            let lost = lost.clone();
+            tokio::spawn(async move { lost.delete_orphans().await });
+        }
         *conf.moved.lock().unwrap_or_else(PoisonError::into_inner) = Some(to.clone());
         let (moved, gone) = {
             let mut st = conf.lock();
