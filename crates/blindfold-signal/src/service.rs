@@ -112,6 +112,8 @@ struct ConfState {
 
 struct Member {
     info: MemberInfo,
+    /// The forwarder holding its endpoint.
+    fwd: Arc<Forwarder>,
     /// `None`: every track of every other member.
     subscription: Option<Vec<TrackRef>>,
     /// The subscription set last accepted by the forwarder.
@@ -120,6 +122,10 @@ struct Member {
     syncing: bool,
     out: Outbox,
 }
+
+/// Rounds of a move: the first takes every member, later ones those admitted on the old
+/// forwarder meanwhile (each round is short, so one more is almost always enough).
+const MOVE_ROUNDS: usize = 4;
 
 /// The service's whole view of the calls it carries: only what participants sent it,
 /// i.e. ephemeral ids, tracks and join order (MLS messages are relayed, not kept).
@@ -368,6 +374,22 @@ impl Service {
         };
         {
             let mut st = conf.lock();
+            // Moved while the endpoint was made on the old forwarder: the move took its
+            // members before this one; joining again lands on the new forwarder.
+            let moved = conf
+                .current_home()
+                .is_some_and(|now| !Arc::ptr_eq(&now, &home));
+            if moved {
+                drop(st);
+                if let Err(e) = home.delete_endpoint(&conf.id, &pid).await {
+                    tracing::warn!(error = %e, "deleting a stranded joiner's endpoint failed");
+                }
+                self.abandon(&conf, &pid).await;
+                return Err(Refusal(
+                    ErrorCode::Forwarder,
+                    "the call moved to another forwarder: join again".into(),
+                ));
+            }
             st.pending.remove(&pid);
             st.seen.insert(pid.clone());
             let info = MemberInfo {
@@ -406,6 +428,7 @@ impl Service {
                 pid.clone(),
                 Member {
                     info,
+                    fwd: home.clone(),
                     subscription: None,
                     pushed: Vec::new(),
                     syncing: false,
@@ -471,22 +494,16 @@ impl Service {
     }
 
     /// Re-creates `conf` with its members' endpoints and tracks on the least loaded live
-    /// forwarder, switches its home there, then tells each member where to send.
+    /// forwarder, switches its home there, then tells each member where to send. Members
+    /// admitted on the old forwarder while this ran are moved in a further round.
     async fn move_conference(
         &self,
         conf: &Arc<Conference>,
         lost: &Arc<Forwarder>,
     ) -> Result<(), Refusal> {
-        let members: Vec<(String, Vec<Track>)> = {
-            let st = conf.lock();
-            if st.closed {
-                return Ok(());
-            }
-            st.members
-                .iter()
-                .map(|(id, m)| (id.clone(), m.info.tracks.clone()))
-                .collect()
-        };
+        if conf.lock().closed {
+            return Ok(());
+        }
         let mut to = None;
         let mut last = None;
         for fwd in by_load(&self.forwarders) {
@@ -507,71 +524,91 @@ impl Service {
                 Refusal::from,
             ));
         };
-        let mut created = HashMap::new();
-        for (pid, tracks) in &members {
-            let ep = match to.create_endpoint(&conf.id, pid).await {
-                Ok(ep) => ep,
-                Err(e) => {
-                    tracing::warn!(error = %e, "creating a moved member's endpoint failed");
-                    continue;
-                }
+        let mut total = 0;
+        for round in 0..MOVE_ROUNDS {
+            let members: Vec<(String, Vec<Track>)> = {
+                let st = conf.lock();
+                st.members
+                    .iter()
+                    .filter(|(_, m)| !Arc::ptr_eq(&m.fwd, &to))
+                    .map(|(id, m)| (id.clone(), m.info.tracks.clone()))
+                    .collect()
             };
-            if !tracks.is_empty()
-                && let Err(e) = to
-                    .set_tracks(&conf.id, pid, tracks.iter().map(track_json).collect())
-                    .await
-            {
-                tracing::warn!(error = %e, "setting a moved member's tracks failed");
+            if members.is_empty() {
+                break;
             }
-            created.insert(pid.clone(), ep);
+            let mut created = HashMap::new();
+            for (pid, tracks) in &members {
+                let ep = match to.create_endpoint(&conf.id, pid).await {
+                    Ok(ep) => ep,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "creating a moved member's endpoint failed");
+                        continue;
+                    }
+                };
+                if !tracks.is_empty()
+                    && let Err(e) = to
+                        .set_tracks(&conf.id, pid, tracks.iter().map(track_json).collect())
+                        .await
+                {
+                    tracing::warn!(error = %e, "setting a moved member's tracks failed");
+                }
+                created.insert(pid.clone(), ep);
+            }
+            lost.forget(members.len());
+            if round == 0 {
+                // From here on joiners are placed on `to` (or refused, if they got an
+                // endpoint on the old one: see `join`).
+                *conf.moved.lock().unwrap_or_else(PoisonError::into_inner) = Some(to.clone());
+            }
+            let (moved, gone) = {
+                let mut st = conf.lock();
+                let mut moved = Vec::new();
+                for (id, m) in st.members.iter_mut() {
+                    let Some(ep) = created.remove(id) else {
+                        continue;
+                    };
+                    m.fwd = to.clone();
+                    // The new endpoint receives nothing yet: push the whole set again.
+                    m.pushed.clear();
+                    m.out.send(&ServerMessage::Moved {
+                        ice: crate::proto::Ice {
+                            ufrag: ep.ice.ufrag,
+                            pwd: ep.ice.pwd,
+                        },
+                        candidates: ep
+                            .candidates
+                            .iter()
+                            .map(|c| crate::proto::Candidate {
+                                ip: c.ip.to_string(),
+                                port: c.port,
+                            })
+                            .collect(),
+                    });
+                    moved.push(id.clone());
+                }
+                // Left while their endpoints were being created: nobody may receive for them.
+                let gone: Vec<String> = created.into_keys().collect();
+                (moved, gone)
+            };
+            for pid in &gone {
+                if let Err(e) = to.delete_endpoint(&conf.id, pid).await {
+                    tracing::warn!(error = %e, "deleting a departed member's endpoint failed");
+                }
+            }
+            total += moved.len();
+            for pid in &moved {
+                sync(conf, pid);
+            }
         }
-        lost.forget(members.len());
         lost.orphan(&conf.id);
         if !lost.is_lost() {
             // It answered again during the move, after its orphans were taken.
             let lost = lost.clone();
             tokio::spawn(async move { lost.delete_orphans().await });
         }
-        *conf.moved.lock().unwrap_or_else(PoisonError::into_inner) = Some(to.clone());
-        let (moved, gone) = {
-            let mut st = conf.lock();
-            let mut moved = Vec::new();
-            for (id, m) in st.members.iter_mut() {
-                let Some(ep) = created.remove(id) else {
-                    continue;
-                };
-                // The new endpoint receives nothing yet: push the whole set again.
-                m.pushed.clear();
-                m.out.send(&ServerMessage::Moved {
-                    ice: crate::proto::Ice {
-                        ufrag: ep.ice.ufrag,
-                        pwd: ep.ice.pwd,
-                    },
-                    candidates: ep
-                        .candidates
-                        .iter()
-                        .map(|c| crate::proto::Candidate {
-                            ip: c.ip.to_string(),
-                            port: c.port,
-                        })
-                        .collect(),
-                });
-                moved.push(id.clone());
-            }
-            // Left while their endpoints were being created: nobody may receive for them.
-            let gone: Vec<String> = created.into_keys().collect();
-            (moved, gone)
-        };
-        for pid in &gone {
-            if let Err(e) = to.delete_endpoint(&conf.id, pid).await {
-                tracing::warn!(error = %e, "deleting a departed member's endpoint failed");
-            }
-        }
-        self.metrics.moved(moved.len());
-        tracing::info!(members = moved.len(), "call moved to another forwarder");
-        for pid in &moved {
-            sync(conf, pid);
-        }
+        self.metrics.moved(total);
+        tracing::info!(members = total, "call moved to another forwarder");
         Ok(())
     }
 
