@@ -652,13 +652,11 @@ impl Service {
     /// Removes `pid`: its endpoint goes from the forwarder first, so it stops receiving at
     /// once, and only then are the others told (and the group commits its removal).
     pub(crate) async fn leave(&self, conf: &Arc<Conference>, pid: &str) {
-        if conf.lock().members.remove(pid).is_none() {
+        let Some(fwd) = conf.lock().members.remove(pid).map(|m| m.fwd) else {
             return;
-        }
-        let home = conf.current_home();
-        if let Some(home) = &home
-            && let Err(e) = home.delete_endpoint(&conf.id, pid).await
-        {
+        };
+        // Where its endpoint is: after a move that could not re-create it, the old one.
+        if let Err(e) = fwd.delete_endpoint(&conf.id, pid).await {
             tracing::warn!(error = %e, "deleting a leaver's endpoint failed");
         }
         let (close, others) = {
