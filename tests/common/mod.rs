@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 pub mod burst;
+pub mod chromium;
+pub mod metadata;
 pub mod redis;
 
 use std::net::{SocketAddr, UdpSocket};
