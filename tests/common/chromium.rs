@@ -206,6 +206,12 @@ impl Drop for Chromium {
 /// A one-page HTTP site on 127.0.0.1 (port 0), serving `html` for every GET, on its own
 /// thread for the life of the test process.
 pub fn static_site(html: &'static str) -> String {
+    static_files(vec![("/", "text/html; charset=utf-8", html)])
+}
+
+/// A static HTTP site on 127.0.0.1 (port 0): each `(path, content type, body)` is served
+/// at its path, `/` for anything else. On its own thread for the life of the test process.
+pub fn static_files(files: Vec<(&'static str, &'static str, &'static str)>) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
@@ -213,10 +219,18 @@ pub fn static_site(html: &'static str) -> String {
             let Ok(mut conn) = conn else { continue };
             let mut buf = [0u8; 4096];
             let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
-            let _ = conn.read(&mut buf);
+            let n = conn.read(&mut buf).unwrap_or(0);
+            let req = String::from_utf8_lossy(&buf[..n]);
+            let path = req.split_whitespace().nth(1).unwrap_or("/");
+            let (_, ctype, body) = files
+                .iter()
+                .find(|(p, _, _)| *p == path)
+                .or_else(|| files.iter().find(|(p, _, _)| *p == "/"))
+                .copied()
+                .unwrap_or(("/", "text/plain", ""));
             let resp = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{html}",
-                html.len()
+                "HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
             );
             let _ = conn.write_all(resp.as_bytes());
         }
