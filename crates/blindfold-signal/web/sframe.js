@@ -100,17 +100,31 @@ function nonce(salt, ctr) {
   return salt.map((s, i) => s ^ c[i]);
 }
 
-/** Encrypts `plain` as frame number `ctr` under `fk` (from frameKey). */
-export async function protect(fk, ctr, plain) {
+/**
+ * Encrypts `plain` as frame number `ctr` under `fk` (from frameKey). `meta` (RFC 9605
+ * metadata) is authenticated, not encrypted, and not part of the output: AAD = header || meta.
+ */
+export async function protect(fk, ctr, plain, meta = new Uint8Array()) {
   const h = header(fk.kid, BigInt(ctr));
-  const ct = await subtle.encrypt({name: 'AES-GCM', iv: nonce(fk.salt, BigInt(ctr)), additionalData: h, tagLength: 128}, fk.key, plain);
+  const ct = await subtle.encrypt({name: 'AES-GCM', iv: nonce(fk.salt, BigInt(ctr)), additionalData: concat(h, meta), tagLength: 128}, fk.key, plain);
   return concat(h, new Uint8Array(ct));
 }
 
 /** Decrypts a frame with `fk`, whose KID it must name; throws if it does not verify. */
-export async function unprotect(fk, frame) {
+export async function unprotect(fk, frame, meta = new Uint8Array()) {
   const h = parseHeader(frame);
   if (h.kid !== fk.kid) throw new Error('frame is for another key id');
-  const pt = await subtle.decrypt({name: 'AES-GCM', iv: nonce(fk.salt, h.ctr), additionalData: frame.subarray(0, h.len), tagLength: 128}, fk.key, frame.subarray(h.len));
+  const pt = await subtle.decrypt({name: 'AES-GCM', iv: nonce(fk.salt, h.ctr), additionalData: concat(frame.subarray(0, h.len), meta), tagLength: 128}, fk.key, frame.subarray(h.len));
   return new Uint8Array(pt);
+}
+
+/**
+ * How many leading octets of an encoded frame stay in the clear (as authenticated
+ * metadata): VP8's payload header, which the receiving browser's depacketiser reads to
+ * find keyframes (10 octets on a keyframe, 3 otherwise, told by bit 0 of the first);
+ * nothing of audio. Natives apply the same rule (crates/blindfold-e2ee/src/frames.rs).
+ */
+export function clearPrefix(kind, data) {
+  if (kind !== 'video' || data.length === 0) return 0;
+  return Math.min(data.length, (data[0] & 0x01) === 0 ? 10 : 3);
 }
