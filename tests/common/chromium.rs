@@ -195,6 +195,13 @@ impl Page<'_> {
     }
 }
 
+impl Chromium {
+    /// The browser's main process id (its renderers and workers are its descendants).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for Chromium {
     fn drop(&mut self) {
         let _ = self.child.kill();

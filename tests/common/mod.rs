@@ -5,6 +5,8 @@
 
 pub mod burst;
 pub mod chromium;
+pub mod edge;
+pub mod memscan;
 pub mod metadata;
 pub mod redis;
 
