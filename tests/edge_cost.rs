@@ -78,7 +78,10 @@ fn edge_cpu_per_forwarded_packet() {
     for (page, c) in pages.iter().zip(&creds) {
         let ice = json!({"ufrag": c.ufrag, "pwd": c.pwd});
         let cands = json!([{"ip": media.ip().to_string(), "port": media.port()}]);
-        page.eval(&format!("bf.connect('http://{}', {ice}, {cands})", edge.http));
+        page.eval(&format!(
+            "bf.connect('http://{}', {ice}, {cands})",
+            edge.http
+        ));
     }
     for page in &pages {
         assert!(page.wait_for(

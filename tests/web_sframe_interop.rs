@@ -6,7 +6,10 @@
 
 mod common;
 
-use blindfold::e2ee::{EpochId, SframeBaseKey, SframeSender, sframe_kid, sframe_open};
+use blindfold::e2ee::{
+    EpochId, SframeBaseKey, SframeSender, clear_prefix, sframe_kid, sframe_open,
+    sframe_open_with_meta,
+};
 use common::chromium::{self, Chromium};
 use serde_json::{Value, json};
 
@@ -88,6 +91,45 @@ fn browser_and_native_sframe_open_each_others_frames() {
         let stranger = SframeBaseKey::derive(&[0x55; 32], epoch, leaf);
         assert!(sframe_open(&stranger, kid, &sealed).is_err());
     }
+
+    // 3b. A VP8 keyframe with its payload header kept clear as authenticated metadata,
+    // split by the same rule on both sides, each way.
+    let vp8: Vec<u8> = [0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00]
+        .into_iter()
+        .chain(0..50u8)
+        .collect();
+    let n = clear_prefix(true, &vp8);
+    let (meta, body) = vp8.split_at(n);
+    let sealed = hex::encode(tx.protect_with_meta(body, meta).unwrap());
+    let (vh, mh) = (hex::encode(&vp8), hex::encode(meta));
+    let opened = js(
+        &page,
+        &format!(
+            "const b = await m.baseKey(unhex('{sh}'), {epoch_u32}, {leaf});
+             const fk = await m.frameKey(b, m.kid({epoch_u32}, {leaf}));
+             const n = m.clearPrefix('video', unhex('{vh}'));
+             return [n, hex(await m.unprotect(fk, unhex('{sealed}'), unhex('{mh}')))];"
+        ),
+    );
+    assert_eq!(opened, json!([n, hex::encode(body)]));
+    let from_browser = js(
+        &page,
+        &format!(
+            "const b = await m.baseKey(unhex('{sh}'), {epoch_u32}, {leaf});
+             const fk = await m.frameKey(b, m.kid({epoch_u32}, {leaf}));
+             const d = unhex('{vh}'); const n = m.clearPrefix('video', d);
+             return hex(await m.protect(fk, 9, d.subarray(n), d.subarray(0, n)));"
+        ),
+    );
+    let from_browser = hex::decode(from_browser.as_str().unwrap()).unwrap();
+    assert_eq!(
+        sframe_open_with_meta(&base, kid, &from_browser, meta).unwrap(),
+        body
+    );
+    assert!(
+        sframe_open(&base, kid, &from_browser).is_err(),
+        "metadata is authenticated"
+    );
 
     // 4. The browser refuses a tampered frame and a frame under another secret.
     let frame = tx.protect(b"last").unwrap();

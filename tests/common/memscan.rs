@@ -16,10 +16,7 @@ pub fn find_in_process(pid: u32, needles: &[&[u8]]) -> Vec<bool> {
     let Ok(mem) = File::open(format!("/proc/{pid}/mem")) else {
         return found;
     };
-    let finders: Vec<_> = needles
-        .iter()
-        .map(memchr::memmem::Finder::new)
-        .collect();
+    let finders: Vec<_> = needles.iter().map(memchr::memmem::Finder::new).collect();
     let overlap = needles.iter().map(|n| n.len()).max().unwrap_or(0);
     const CHUNK: usize = 8 << 20;
     let mut buf = vec![0u8; CHUNK + overlap];

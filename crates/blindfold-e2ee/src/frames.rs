@@ -79,6 +79,17 @@ pub fn frame_kid(frame: &[u8]) -> Option<u64> {
     SframeHeader::deserialize(frame).ok().map(|h| h.key_id())
 }
 
+/// How many leading octets of an encoded frame stay in the clear, as authenticated
+/// metadata: VP8's payload header, which a receiving browser's depacketiser reads to find
+/// keyframes (10 octets on a keyframe, 3 otherwise, told by bit 0 of the first octet);
+/// nothing of audio. The same rule as the web client's `clearPrefix`.
+pub fn clear_prefix(video: bool, frame: &[u8]) -> usize {
+    match frame.first() {
+        Some(b) if video => frame.len().min(if b & 0x01 == 0 { 10 } else { 3 }),
+        _ => 0,
+    }
+}
+
 /// A sender's base key for one epoch (erased on drop).
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub struct SframeBaseKey([u8; BASE_KEY_LEN]);
@@ -133,6 +144,13 @@ impl SframeSender {
 
     /// Encrypts one frame: SFrame header, ciphertext, tag.
     pub fn protect(&mut self, frame: &[u8]) -> Result<Vec<u8>, FrameError> {
+        self.protect_with_meta(frame, &[])
+    }
+
+    /// Encrypts one frame whose clear `meta` (e.g. the VP8 payload header, see
+    /// [`clear_prefix`]) is authenticated with it: AAD = SFrame header ‖ meta. The output
+    /// is the SFrame part only; the caller puts `meta` before it.
+    pub fn protect_with_meta(&mut self, frame: &[u8], meta: &[u8]) -> Result<Vec<u8>, FrameError> {
         if self.counter.is_exhausted() {
             return Err(FrameError::CounterExhausted);
         }
@@ -141,12 +159,14 @@ impl SframeSender {
             .try_next()
             .map_err(|_| FrameError::CounterExhausted)?;
         let mut counter = sframe::frame::SingleUseCounter::new(counter);
-        let media = MediaFrameView::try_new(&mut counter, &frame)
+        let media = MediaFrameView::try_with_meta_data(&mut counter, &frame, &meta)
             .map_err(|_| FrameError::CounterExhausted)?;
-        let mut out = Vec::with_capacity(frame.len() + 32);
+        let mut out = Vec::with_capacity(meta.len() + frame.len() + 32);
         media
             .encrypt_into(&self.key, &mut out)
             .map_err(|_| FrameError::Malformed)?;
+        // The crate lays the buffer out as meta ‖ header ‖ ciphertext: keep the SFrame part.
+        out.drain(..meta.len());
         Ok(out)
     }
 }
@@ -154,7 +174,18 @@ impl SframeSender {
 /// Decrypts one frame under `base`, which must be the key of the KID the frame names
 /// (`kid`); returns the plaintext.
 pub fn sframe_open(base: &SframeBaseKey, kid: u64, frame: &[u8]) -> Result<Vec<u8>, FrameError> {
-    let view = EncryptedFrameView::try_new(&frame).map_err(|_| FrameError::Malformed)?;
+    sframe_open_with_meta(base, kid, frame, &[])
+}
+
+/// [`sframe_open`] for a frame sealed with clear, authenticated `meta`.
+pub fn sframe_open_with_meta(
+    base: &SframeBaseKey,
+    kid: u64,
+    frame: &[u8],
+    meta: &[u8],
+) -> Result<Vec<u8>, FrameError> {
+    let view =
+        EncryptedFrameView::try_with_meta_data(&frame, &meta).map_err(|_| FrameError::Malformed)?;
     if view.header().key_id() != kid {
         return Err(FrameError::WrongKey);
     }
@@ -163,6 +194,8 @@ pub fn sframe_open(base: &SframeBaseKey, kid: u64, frame: &[u8]) -> Result<Vec<u
     let mut out = Vec::with_capacity(frame.len());
     view.decrypt_into(&key, &mut out)
         .map_err(|_| FrameError::Authentication)?;
+    // Laid out as meta ‖ plaintext: return the plaintext.
+    out.drain(..meta.len());
     Ok(out)
 }
 
@@ -204,6 +237,32 @@ mod tests {
             sframe_open(&base, kid + 1, &f1),
             Err(FrameError::WrongKey)
         ));
+    }
+
+    #[test]
+    fn clear_metadata_is_authenticated_with_the_frame() {
+        let e = EpochId::new(1, 0);
+        let base = SframeBaseKey::derive(&[2; 32], e, 5);
+        let kid = sframe_kid(e, 5).unwrap();
+        let vp8_key = [
+            0x10u8, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00, 0xaa, 0xbb,
+        ];
+        let n = clear_prefix(true, &vp8_key);
+        assert_eq!((n, clear_prefix(true, &[0x31, 1, 2, 3, 4])), (10, 3));
+        assert_eq!(clear_prefix(false, &vp8_key), 0);
+        let (meta, body) = vp8_key.split_at(n);
+        let sealed = SframeSender::new(&base, kid)
+            .unwrap()
+            .protect_with_meta(body, meta)
+            .unwrap();
+        assert_eq!(
+            sframe_open_with_meta(&base, kid, &sealed, meta).unwrap(),
+            body
+        );
+        let mut other = meta.to_vec();
+        other[0] ^= 0x01; // a keyframe turned into a delta frame in transit
+        assert!(sframe_open_with_meta(&base, kid, &sealed, &other).is_err());
+        assert!(sframe_open(&base, kid, &sealed).is_err());
     }
 
     #[test]

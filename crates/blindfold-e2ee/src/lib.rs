@@ -56,8 +56,8 @@ pub mod sim;
 pub mod srtp;
 
 pub use frames::{
-    FrameError, SFRAME_SUITE, SframeBaseKey, SframeSender, frame_kid, sframe_kid, sframe_open,
-    split_sframe_kid,
+    FrameError, SFRAME_SUITE, SframeBaseKey, SframeSender, clear_prefix, frame_kid, sframe_kid,
+    sframe_open, sframe_open_with_meta, split_sframe_kid,
 };
 pub use group::{
     CIPHERSUITE, EpochChange, GroupError, MEDIA_EXPORTER_LABEL, MlsMember, Processed,
