@@ -39,7 +39,7 @@ const SFRAME_SALT: &[u8] = b"blindfold/v1 sframe";
 const LABEL_BASE_KEY: &[u8] = b"blindfold/v1 sframe base key";
 
 /// Errors of the SFrame layer.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
     /// The sender's leaf index does not fit the 16 bits of the KID.
     #[error("leaf index {0} does not fit a blindfold SFrame KID")]
