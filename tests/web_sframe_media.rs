@@ -156,6 +156,22 @@ fn members_decode_each_other_and_a_wrong_secret_decodes_nothing() {
             "member {name}: never without a key: {s}"
         );
     }
+    // The page's state line follows the worker: "encrypted" once frames open.
+    assert!(
+        pages[0].wait_for(
+            "document.getElementById('state').textContent === 'encrypted'",
+            Duration::from_secs(10)
+        ),
+        "the page shows the encrypted state"
+    );
+    // `BLINDFOLD_SCREENSHOT=docs/web-sframe-call.png` keeps a picture of member a's page.
+    if let Ok(path) = std::env::var("BLINDFOLD_SCREENSHOT") {
+        use base64::Engine as _;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(pages[0].screenshot_base64())
+            .unwrap();
+        std::fs::write(path, png).unwrap();
+    }
     drop(pages);
     drop(browser);
     edge.stop();
