@@ -36,7 +36,8 @@ use std::time::Duration;
 
 pub use identity::Identity;
 pub use participant::{
-    Captured, ClientError, Participant, ParticipantConfig, Phase, ProbeReport, Stats, VideoConfig,
+    Captured, ClientError, MediaFormat, Participant, ParticipantConfig, Phase, ProbeReport, Stats,
+    VideoConfig,
 };
 
 /// Command-line arguments of `blindfold client`.
@@ -81,6 +82,11 @@ pub struct ClientArgs {
     /// Also publish video.
     #[arg(long)]
     pub video: bool,
+
+    /// End-to-end media format: `srtp` (native-only calls) or `sframe` (the format of
+    /// calls browsers are in; every member of a call must use the same).
+    #[arg(long, value_enum, default_value = "srtp")]
+    pub media: MediaFormat,
 
     /// Video bitrate in bit/s.
     #[arg(long, default_value_t = 1_500_000)]
@@ -159,6 +165,7 @@ pub fn run_cli(args: ClientArgs) -> anyhow::Result<()> {
     });
     cfg.schedule.epoch_interval_ms = args.epoch_interval.max(1) * 1000;
     cfg.key_log = args.key_log.clone();
+    cfg.media = args.media;
     let p = Participant::spawn(cfg)?;
     p.wait_ready(Duration::from_secs(20))
         .context("joining the call")?;

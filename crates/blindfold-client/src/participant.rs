@@ -20,6 +20,18 @@ use super::identity::Identity;
 use blindfold_e2ee::{CallSecret, ConferenceId, ParticipantId, ScheduleConfig, SendState};
 use blindfold_signal::proto::{ErrorCode, TrackRef};
 
+/// How media is end-to-end encrypted on the wire (one format per call: see the README's
+/// "How a call chooses its media format").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum MediaFormat {
+    /// SRTP with keys from the group (native-only calls).
+    #[default]
+    Srtp,
+    /// Plain RTP whose payload is an SFrame frame under the group's keys: what browsers
+    /// send and decrypt, so the format of calls browsers are in.
+    Sframe,
+}
+
 /// Synthetic video: bitrate, packet size on the wire, frames per second.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VideoConfig {
@@ -72,6 +84,8 @@ pub struct ParticipantConfig {
     /// timers) so a probe shows what a leaver that kept its keys can open. An honest
     /// participant (the default) erases its group and keys when it leaves.
     pub keep_keys_after_leave: bool,
+    /// The call's media format.
+    pub media: MediaFormat,
 }
 
 impl fmt::Debug for ParticipantConfig {
@@ -106,6 +120,7 @@ impl ParticipantConfig {
             bind: None,
             join_timeout: Duration::from_secs(15),
             keep_keys_after_leave: false,
+            media: MediaFormat::Srtp,
         }
     }
 }

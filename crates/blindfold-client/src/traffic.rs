@@ -12,7 +12,7 @@ use tokio::net::UdpSocket;
 
 use super::engine::Engine;
 use super::media::{self, AUDIO_PT, RTP_HEADER, StreamStats, VIDEO_PT};
-use super::participant::{Captured, ClientError, ProbeReport};
+use super::participant::{Captured, ClientError, MediaFormat, ProbeReport};
 use blindfold_e2ee::{
     E2eeError, EpochId, ParticipantId, RTP_OVERHEAD, SrtpError, SrtpKeys, read_mki,
 };
@@ -75,7 +75,20 @@ impl Engine {
         ssrc: u32,
         seq: u16,
     ) -> Option<Vec<u8>> {
-        match self.session.protect_rtp_vec(&mut pkt) {
+        let protected = match self.cfg.media {
+            MediaFormat::Srtp => self.session.protect_rtp_vec(&mut pkt),
+            // The payload (one synthetic frame per packet) becomes an SFrame frame; the
+            // RTP header stays as the forwarder reads it.
+            MediaFormat::Sframe => {
+                self.session
+                    .protect_frame(&pkt[RTP_HEADER..], false)
+                    .map(|sealed| {
+                        pkt.truncate(RTP_HEADER);
+                        pkt.extend_from_slice(&sealed);
+                    })
+            }
+        };
+        match protected {
             Ok(()) => {
                 let mut st = self.shared.lock();
                 st.stats.sent += 1;
@@ -193,6 +206,10 @@ impl Engine {
                 });
             }
         }
+        if self.cfg.media == MediaFormat::Sframe {
+            self.on_sframe_packet(data, ssrc, seq, now);
+            return;
+        }
         let epoch = read_mki(data).ok();
         let Some(sender) = self.ssrc_owner.get(&ssrc).copied() else {
             tracing::debug!("packet from an unmapped SSRC");
@@ -234,6 +251,43 @@ impl Engine {
             Err(E2eeError::UnknownParticipant(_)) => st.stats.unknown_sender += 1,
             Err(e) => {
                 tracing::debug!(error = %e, "a received packet failed");
+                st.stats.failed += 1;
+            }
+        }
+    }
+
+    /// An RTP packet whose payload is an SFrame frame: the KID names epoch and sender
+    /// leaf, so no SSRC mapping is needed to find the key.
+    fn on_sframe_packet(&mut self, data: &[u8], ssrc: u32, seq: u16, now: u64) {
+        let Ok(h) = blindfold_e2ee::srtp::parse_rtp_header(data) else {
+            self.shared.lock().stats.failed += 1;
+            return;
+        };
+        let result = self.session.open_frame(&data[h.len..], false, now);
+        let mut st = self.shared.lock();
+        match result {
+            Ok((_leaf, plain)) => {
+                if !media::check_payload(ssrc, seq, &plain) {
+                    st.stats.content_errors += 1;
+                    st.stats.failed += 1;
+                    return;
+                }
+                st.stats.decrypted += 1;
+                let s = self.streams.entry(ssrc).or_default();
+                s.on_packet(seq, now);
+                st.stats.max_gap_ms = st.stats.max_gap_ms.max(s.max_gap_ms);
+                st.stats.lost = self.streams.values().map(StreamStats::lost).sum();
+                st.stats.reordered = self.streams.values().map(|s| s.reordered).sum();
+                if let Some((e, _)) = blindfold_e2ee::frame_kid(&data[h.len..])
+                    .and_then(blindfold_e2ee::split_sframe_kid)
+                {
+                    self.epochs.insert(e.as_u32());
+                    st.stats.epochs_seen = self.epochs.len();
+                }
+            }
+            Err(E2eeError::Srtp(SrtpError::UnknownEpoch(_))) => st.stats.no_key += 1,
+            Err(e) => {
+                tracing::debug!(error = %e, "a received frame failed");
                 st.stats.failed += 1;
             }
         }
