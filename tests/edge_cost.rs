@@ -1,6 +1,6 @@
 //! The edge's CPU cost per forwarded packet, measured on the real thing: two headless
 //! Chromium pages in an SFrame call through a `blindfold edge` child process; over a
-//! window of the call, the edge's CPU time (`/proc/PID/schedstat`) is divided by the RTP
+//! window of the call, the edge's CPU time (`/proc/PID/task/*/schedstat`) is divided by the RTP
 //! packets it moved (both directions, from its `/metrics`). A measurement, not a gate:
 //! `cargo test --release --test edge_cost -- --ignored --nocapture` prints the figure
 //! the README records. It fails only if the call moved no media.
@@ -19,9 +19,14 @@ const PAGE: &str = include_str!("pages/sframe_probe.html");
 const SFRAME_JS: &str = include_str!("../crates/blindfold-signal/web/sframe.js");
 const WORKER_JS: &str = include_str!("../crates/blindfold-signal/web/sframe-worker.js");
 
+/// CPU time of every thread of `pid` (the edge's runtime workers included), in ns.
 fn cpu_ns(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).unwrap();
-    s.split_whitespace().next().unwrap().parse().unwrap()
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
 }
 
 fn packets(edge: &EdgeProcess) -> u64 {

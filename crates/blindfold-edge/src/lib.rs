@@ -251,8 +251,16 @@ async fn create_session(
     State(s): State<Arc<Shared>>,
     body: Result<Json<SessionRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    let Ok(Json(req)) = body else {
-        return refuse(&s, StatusCode::BAD_REQUEST, "malformed session request");
+    let req = match body {
+        Ok(Json(req)) => req,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return refuse(
+                &s,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "session request too large",
+            );
+        }
+        Err(_) => return refuse(&s, StatusCode::BAD_REQUEST, "malformed session request"),
     };
     if s.metrics.sessions_open.load(Ordering::Relaxed) >= s.args.max_sessions {
         return refuse(
