@@ -85,6 +85,7 @@ pub mod metrics;
 pub mod mls_header;
 pub mod proto;
 pub mod service;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -171,6 +172,14 @@ fn router(service: Arc<Service>, debug_state: bool, metrics: bool) -> Router {
         .route("/v1/state", get(state_view))
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/web/{file}",
+            get(
+                |axum::extract::Path(file): axum::extract::Path<String>| async move {
+                    web::serve(&format!("/web/{file}"))
+                },
+            ),
+        )
         .with_state(AppState {
             service,
             debug_state,
