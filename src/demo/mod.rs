@@ -229,6 +229,7 @@ pub fn run(args: &DemoArgs) -> Result<Report, DemoError> {
         control_token: token,
         debug_state: false,
         metrics: false,
+        speaker_detection: true,
         limits: Default::default(),
     })?;
     println!(

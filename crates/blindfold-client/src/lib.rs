@@ -23,7 +23,10 @@ pub mod identity;
 pub mod keylog;
 pub mod media;
 pub mod participant;
+pub mod selective;
+pub mod simulcast;
 mod stun_agent;
+pub mod video_rx;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -32,6 +35,7 @@ pub use identity::Identity;
 pub use participant::{
     Captured, ClientError, Participant, ParticipantConfig, Phase, ProbeReport, Stats, VideoConfig,
 };
+pub use selective::{SelectiveConfig, SelectiveStats, VideoStart};
 
 /// Command-line arguments of `blindfold client`.
 #[derive(clap::Args, Debug, Clone)]

@@ -21,7 +21,9 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::identity::{Identity, conference_id, key_proof, verify_key_proof};
 use super::keylog::KeyLog;
-use super::media::{self, AUDIO_PT, RTP_HEADER, StreamStats, VIDEO_PT};
+use super::media::{self, RTP_HEADER, StreamStats, VIDEO_PT};
+use super::selective::{Selective, SelectiveConfig, SelectiveStats, VideoStart};
+use super::video_rx::VideoStats;
 use blindfold_e2ee::{
     CallSecret, ConferenceId, E2eeError, E2eeSession, EpochId, HpkeTransport, Input, KeyPair,
     KeySchedule, Member, Output, ParticipantId, RTP_OVERHEAD, ScheduleConfig, ScheduleError,
@@ -29,8 +31,9 @@ use blindfold_e2ee::{
 };
 use blindfold_proto::stun as ice;
 use blindfold_signal::proto::{
-    self, ClientMessage, ErrorCode, MemberInfo, ServerMessage, Track, TrackKind, TrackRef,
+    self, ClientMessage, ErrorCode, MemberInfo, ServerMessage, Track, TrackRef,
 };
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Synthetic video: bitrate, packet size on the wire, frames per second.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +83,8 @@ pub struct ParticipantConfig {
     pub bind: Option<SocketAddr>,
     /// How long joining (signalling + STUN latch) may take.
     pub join_timeout: Duration,
+    /// Selective forwarding: simulcast, last-N, pins, layer choice.
+    pub selective: SelectiveConfig,
 }
 
 impl ParticipantConfig {
@@ -98,6 +103,7 @@ impl ParticipantConfig {
             consent_interval: Duration::from_secs(5),
             bind: None,
             join_timeout: Duration::from_secs(15),
+            selective: SelectiveConfig::default(),
         }
     }
 }
@@ -189,6 +195,9 @@ pub struct Stats {
     pub bad_key_proofs: u64,
     /// Key messages the schedule refused.
     pub key_messages_refused: u64,
+    /// Selective forwarding: decodability, freezes, key frame requests.
+    #[serde(default)]
+    pub selective: SelectiveStats,
 }
 
 /// A recorded ciphertext datagram.
@@ -234,6 +243,10 @@ struct SharedState {
     /// (SSRC, sequence, arrival) of RTP received after the leave completed.
     after_leave: Vec<(u32, u16, Instant)>,
     ssrcs: Vec<u32>,
+    /// Video starts and speaker events, for the demo's checks.
+    starts: Vec<VideoStart>,
+    speakers: Vec<(Instant, String)>,
+    per_publisher: Vec<(String, VideoStats)>,
 }
 
 struct Shared {
@@ -284,6 +297,7 @@ pub struct Participant {
     id: ParticipantId,
     conference: ConferenceId,
     shared: Arc<Shared>,
+    talking: Arc<AtomicBool>,
     cmd: mpsc::UnboundedSender<Command>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -303,6 +317,8 @@ impl Participant {
         });
         let (tx, rx) = mpsc::unbounded_channel();
         let sh = shared.clone();
+        let talking = Arc::new(AtomicBool::new(false));
+        let talk = talking.clone();
         let thread = std::thread::Builder::new()
             .name("participant".into())
             .spawn(move || {
@@ -310,7 +326,7 @@ impl Participant {
                     .enable_all()
                     .build()
                     .map_err(ClientError::from)
-                    .and_then(|rt| rt.block_on(run(cfg, call, sh.clone(), rx)));
+                    .and_then(|rt| rt.block_on(run(cfg, call, sh.clone(), rx, talk)));
                 let err = result.err().map(|e| e.to_string());
                 if let Some(e) = &err {
                     tracing::warn!(error = %e, "participant ended with an error");
@@ -321,6 +337,7 @@ impl Participant {
             id,
             conference,
             shared,
+            talking,
             cmd: tx,
             thread: Some(thread),
         })
@@ -329,6 +346,26 @@ impl Participant {
     /// This participant's ephemeral id.
     pub fn id(&self) -> ParticipantId {
         self.id
+    }
+
+    /// Starts or stops talking: the audio level its packets carry.
+    pub fn set_talking(&self, talking: bool) {
+        self.talking.store(talking, Ordering::Relaxed);
+    }
+
+    /// When each video started at this receiver (first decodable frame after none).
+    pub fn video_starts(&self) -> Vec<VideoStart> {
+        self.shared.lock().starts.clone()
+    }
+
+    /// The speaker events this participant received, with when.
+    pub fn speaker_events(&self) -> Vec<(Instant, String)> {
+        self.shared.lock().speakers.clone()
+    }
+
+    /// Per publisher (hex id), this receiver's video counters.
+    pub fn video_stats(&self) -> Vec<(String, VideoStats)> {
+        self.shared.lock().per_publisher.clone()
     }
 
     /// The call's ephemeral conference id.
@@ -503,6 +540,8 @@ struct Engine {
     consent_txid: Option<[u8; 12]>,
     outbox: Vec<ClientMessage>,
     left: bool,
+    /// Selective forwarding (simulcast, levels, decodability, key frame requests).
+    sel: Selective,
 }
 
 /// A `Send` CSPRNG for the long-lived e2ee objects (the thread RNG is not `Send`),
@@ -549,6 +588,7 @@ async fn run(
     call: CallSecret,
     shared: Arc<Shared>,
     mut cmds: mpsc::UnboundedReceiver<Command>,
+    talking: Arc<AtomicBool>,
 ) -> Result<(), ClientError> {
     let t0 = Instant::now();
     let me = cfg.identity.participant_id(&call);
@@ -648,7 +688,15 @@ async fn run(
         None => None,
     };
     let audio = cfg.audio.then(OutStream::new);
-    let video = cfg.video.map(|v| {
+    let mut sel = Selective::new(cfg.selective.clone(), me.to_hex(), talking, t0);
+    for m in &members {
+        sel.on_tracks(&m.participant, &m.tracks);
+    }
+    let simulcast = match cfg.video {
+        Some(v) if sel.simulcast() => Some(sel.start_simulcast(v.packet_bytes, RTP_OVERHEAD)),
+        _ => None,
+    };
+    let video = cfg.video.filter(|_| simulcast.is_none()).map(|v| {
         let (n, payload) =
             media::video_frame_plan(v.bitrate_bps, v.fps, v.packet_bytes, RTP_OVERHEAD);
         (OutStream::new(), n, payload)
@@ -673,6 +721,7 @@ async fn run(
         consent_txid: None,
         outbox: Vec::new(),
         left: false,
+        sel,
     };
     eng.shared.lock().stats.bad_key_proofs = bad_proofs;
     eng.drain_outputs();
@@ -693,21 +742,10 @@ async fn run(
     .map_err(|_| ClientError::Timeout("waiting for the first key message"))??;
     eng.latch(&sock).await?;
 
-    let mut tracks = Vec::new();
-    if let Some(a) = &eng.audio {
-        tracks.push(Track {
-            id: "mic".into(),
-            kind: TrackKind::Audio,
-            ssrcs: vec![a.ssrc],
-        });
-    }
-    if let Some((v, _, _)) = &eng.video {
-        tracks.push(Track {
-            id: "cam".into(),
-            kind: TrackKind::Video,
-            ssrcs: vec![v.ssrc],
-        });
-    }
+    let cam = simulcast
+        .clone()
+        .or_else(|| eng.video.as_ref().map(|(v, _, _)| vec![v.ssrc]));
+    let tracks = eng.sel.tracks(eng.audio.as_ref().map(|a| a.ssrc), cam);
     eng.shared.lock().ssrcs = tracks.iter().flat_map(|t| t.ssrcs.clone()).collect();
     if !tracks.is_empty() {
         send_ws(&mut ws, ClientMessage::Publish { tracks }).await?;
@@ -735,6 +773,9 @@ async fn run(
     if let Some(to) = eng.cfg.subscribe.clone() {
         send_ws(&mut ws, ClientMessage::Subscribe { to: Some(to) }).await?;
     }
+    if let Some(m) = eng.sel.receive_message() {
+        send_ws(&mut ws, m).await?;
+    }
     eng.flush(&mut ws).await?;
     shared.set_phase(Phase::InCall);
     eng.update_ready();
@@ -744,7 +785,13 @@ async fn run(
         Duration::from_secs_f64(1.0 / f64::from(eng.cfg.video.map_or(30, |v| v.fps.max(1))));
     let mut video_tick = tokio::time::interval(frame);
     let mut consent_tick = tokio::time::interval(eng.cfg.consent_interval);
-    for t in [&mut audio_tick, &mut video_tick, &mut consent_tick] {
+    let mut sel_tick = tokio::time::interval(Duration::from_millis(100));
+    for t in [
+        &mut audio_tick,
+        &mut video_tick,
+        &mut consent_tick,
+        &mut sel_tick,
+    ] {
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     }
     consent_tick.reset();
@@ -778,7 +825,8 @@ async fn run(
                 }
             }
             _ = audio_tick.tick(), if eng.audio.is_some() && !eng.left => eng.send_audio(&sock).await,
-            _ = video_tick.tick(), if eng.video.is_some() && !eng.left => eng.send_video(&sock).await,
+            _ = video_tick.tick(), if (eng.video.is_some() || simulcast.is_some()) && !eng.left => eng.send_video(&sock).await,
+            _ = sel_tick.tick(), if !eng.left => eng.selective_tick(&sock).await,
             _ = consent_tick.tick(), if !eng.left => eng.refresh_consent(&sock).await,
             _ = tokio::time::sleep_until(deadline) => {
                 if let Err(e) = eng.session.handle_timeout(now_ms(t0)) {
@@ -792,6 +840,7 @@ async fn run(
                         // Stop publishing at once; the leave completes on `left`.
                         eng.audio = None;
                         eng.video = None;
+                        eng.sel.stop_sending();
                     }
                 }
                 Some(Command::Probe(packets, reply)) => {
@@ -911,6 +960,7 @@ impl Engine {
         let now = self.now();
         let result = match msg {
             ServerMessage::MemberJoined { member } => {
+                self.sel.on_tracks(&member.participant, &member.tracks);
                 for t in &member.tracks {
                     self.own_tracks(&member.participant, t);
                 }
@@ -922,17 +972,21 @@ impl Engine {
                     }
                 }
             }
-            ServerMessage::MemberLeft { participant } => match parse_id(&participant) {
-                Ok(id) => {
-                    self.ssrc_owner.retain(|_, owner| *owner != id);
-                    self.session.handle_input(Input::MemberLeft(id), now)
+            ServerMessage::MemberLeft { participant } => {
+                self.sel.on_left(&participant);
+                match parse_id(&participant) {
+                    Ok(id) => {
+                        self.ssrc_owner.retain(|_, owner| *owner != id);
+                        self.session.handle_input(Input::MemberLeft(id), now)
+                    }
+                    Err(_) => Ok(()),
                 }
-                Err(_) => Ok(()),
-            },
+            }
             ServerMessage::Tracks {
                 participant,
                 tracks,
             } => {
+                self.sel.on_tracks(&participant, &tracks);
                 if let Ok(id) = parse_id(&participant) {
                     self.ssrc_owner.retain(|_, owner| *owner != id);
                 }
@@ -966,6 +1020,10 @@ impl Engine {
             }
             ServerMessage::Error { code, message } => {
                 tracing::warn!(?code, %message, "signalling refused a request");
+                Ok(())
+            }
+            ServerMessage::Speakers { dominant, recent } => {
+                self.sel.on_speakers(dominant, recent);
                 Ok(())
             }
             ServerMessage::Joined { .. } | ServerMessage::Published => Ok(()),
@@ -1014,6 +1072,7 @@ impl Engine {
                 .iter()
                 .map(|a| a.ssrc)
                 .chain(self.video.iter().map(|v| v.0.ssrc))
+                .chain(self.sel.own_ssrcs())
                 .collect();
             for ssrc in own {
                 if let Some(line) = self.session.keylog_line(ssrc) {
@@ -1048,7 +1107,7 @@ impl Engine {
     async fn send_audio(&mut self, sock: &UdpSocket) {
         let Some(a) = &mut self.audio else { return };
         let (ssrc, seq) = (a.ssrc, a.seq);
-        let pkt = media::build_rtp(ssrc, seq, a.timestamp, AUDIO_PT, false, 100, RTP_OVERHEAD);
+        let pkt = self.sel.audio_packet(ssrc, seq, a.timestamp, RTP_OVERHEAD);
         a.seq = a.seq.wrapping_add(1);
         a.timestamp = a.timestamp.wrapping_add(960);
         if let Some(p) = self.protect_and_log(pkt, ssrc, seq) {
@@ -1057,6 +1116,11 @@ impl Engine {
     }
 
     async fn send_video(&mut self, sock: &UdpSocket) {
+        for (ssrc, seq, pkt) in self.sel.video_packets(RTP_OVERHEAD) {
+            if let Some(p) = self.protect_and_log(pkt, ssrc, seq) {
+                let _ = sock.send_to(&p, self.forwarder).await;
+            }
+        }
         let Some((v, n, payload)) = &mut self.video else {
             return;
         };
@@ -1105,10 +1169,13 @@ impl Engine {
             return;
         }
         // RFC 5761: payload types 192-223 in the second octet are RTCP.
-        if !(128..=191).contains(&first)
-            || data.len() < RTP_HEADER
-            || (192..=223).contains(&data[1])
-        {
+        if (128..=191).contains(&first) && data.len() >= 8 && (192..=223).contains(&data[1]) {
+            if !self.left {
+                self.on_rtcp(data, now);
+            }
+            return;
+        }
+        if !(128..=191).contains(&first) || data.len() < RTP_HEADER {
             self.shared.lock().stats.ignored += 1;
             return;
         }
@@ -1139,12 +1206,18 @@ impl Engine {
             self.shared.lock().stats.unknown_sender += 1;
             return;
         };
+        let wire_len = data.len();
         let result = self.session.unprotect_rtp(&sender, data, now);
         let mut st = self.shared.lock();
         match result {
             Ok(len) => {
-                let ok = blindfold_e2ee::srtp::parse_rtp_header(&data[..len])
-                    .is_ok_and(|h| media::check_payload(ssrc, seq, &data[h.len..len]));
+                let ok = blindfold_e2ee::srtp::parse_rtp_header(&data[..len]).is_ok_and(|h| {
+                    if self.sel.is_video(ssrc) {
+                        self.sel.on_video(ssrc, seq, &data[h.len..len], wire_len)
+                    } else {
+                        media::check_payload(ssrc, seq, &data[h.len..len])
+                    }
+                });
                 if !ok {
                     st.stats.content_errors += 1;
                     st.stats.failed += 1;
@@ -1177,6 +1250,46 @@ impl Engine {
                 st.stats.failed += 1;
             }
         }
+    }
+
+    /// Receiver feedback from the forwarder (SRTCP, E=0): a key frame request for one of
+    /// our simulcast layers.
+    fn on_rtcp(&mut self, data: &mut [u8], now: u64) {
+        let sender = u32::from_be_bytes([data[4], data[5], data[6], data[7]]);
+        let Some(from) = self.ssrc_owner.get(&sender).copied() else {
+            self.shared.lock().stats.ignored += 1;
+            return;
+        };
+        match self.session.unprotect_rtcp(&from, data, now) {
+            Ok(opened) => self.sel.on_rtcp(&data[..opened.len]),
+            Err(_) => self.shared.lock().stats.ignored += 1,
+        }
+    }
+
+    /// Selective forwarding's periodic work: key frame requests (PLI, as SRTCP with E=0
+    /// from our audio SSRC) for videos that should be coming and are not, a layer change
+    /// to tell signalling about, and the counters for the handle.
+    async fn selective_tick(&mut self, sock: &UdpSocket) {
+        let plis = self.sel.tick();
+        if let Some(me) = self.audio.as_ref().map(|a| a.ssrc) {
+            for media_ssrc in plis {
+                let mut pli = vec![0x81, 206, 0, 2];
+                pli.extend_from_slice(&me.to_be_bytes());
+                pli.extend_from_slice(&media_ssrc.to_be_bytes());
+                if self.session.protect_rtcp_vec(&mut pli).is_ok() {
+                    let _ = sock.send_to(&pli, self.forwarder).await;
+                }
+            }
+        }
+        if let Some(m) = self.sel.take_layer_change() {
+            self.outbox.push(m);
+        }
+        let (starts, speakers) = self.sel.drain_logs();
+        let mut st = self.shared.lock();
+        st.stats.selective = self.sel.stats();
+        st.starts.extend(starts);
+        st.speakers.extend(speakers);
+        st.per_publisher = self.sel.per_publisher();
     }
 
     /// Every key this participant holds or can derive, tried on every packet.

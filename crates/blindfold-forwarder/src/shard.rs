@@ -240,6 +240,11 @@ impl Shard {
             }
             // Edge-triggered: drain the socket, whatever woke us.
             let now = self.drain_socket(stop);
+            // Periodic router work (audio activity reports for speaker detection).
+            self.router.poll(now);
+            for ev in self.router.drain_events() {
+                let _ = self.events.send(ev);
+            }
             self.publish(now);
         }
     }
