@@ -9,7 +9,7 @@
 //! - [`udp`] (`blindfold-udp`): recvmmsg/sendmmsg and socket options, the only `unsafe`.
 //! - [`control`] (`blindfold-control`): the control API's wire types and typed client.
 //! - [`forwarder`] (`blindfold-forwarder`): the keyless server: shards and control API.
-//! - [`e2ee`] (`blindfold-e2ee`): SRTP under a rotating group key, sealed key messages,
+//! - [`e2ee`] (`blindfold-e2ee`): the MLS group, SRTP under keys exported from its epochs,
 //!   ephemeral ids. No server crate depends on it.
 //! - [`signal`] (`blindfold-signal`): the reference signalling service.
 //! - [`client`] (`blindfold-client`): a headless E2EE participant.
@@ -17,6 +17,7 @@
 //! - [`cluster`] (`blindfold-cluster`): the state a cluster shares in Redis (forwarder
 //!   registry, call placement, call state and message bus) and relay-link planning.
 //! - [`demo`]: the whole call on one machine, with its security checks.
+//! - [`group_cost`]: what an MLS join and leave cost at a given group size.
 #![forbid(unsafe_code)]
 
 pub use blindfold_client as client;
@@ -30,4 +31,5 @@ pub use blindfold_signal as signal;
 pub use blindfold_udp as udp;
 
 pub mod demo;
+pub mod group_cost;
 pub mod telemetry;

@@ -25,6 +25,8 @@ enum Command {
     Load(blindfold::load::LoadArgs),
     /// Sweep offered load until the service-level objective breaks; write a report.
     Plan(blindfold::load::plan::PlanArgs),
+    /// Measure what an MLS join and leave cost (Commit size, CPU) at given group sizes.
+    GroupCost(blindfold::group_cost::GroupCostArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -33,7 +35,7 @@ fn main() -> anyhow::Result<()> {
     // Servers log at info; tools whose stdout is a report keep stderr to warnings.
     blindfold::telemetry::init(match cli.command {
         Command::Serve(_) | Command::Signal(_) | Command::Client(_) => "info",
-        Command::Demo(_) | Command::Load(_) | Command::Plan(_) => "warn",
+        Command::Demo(_) | Command::Load(_) | Command::Plan(_) | Command::GroupCost(_) => "warn",
     });
     match cli.command {
         // The serve matches tell which settings were given explicitly, so a --config
@@ -46,6 +48,7 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(args) => blindfold::demo::run_cli(args),
         Command::Load(args) => blindfold::load::run_cli(args),
         Command::Plan(args) => blindfold::load::plan::run_cli(args),
+        Command::GroupCost(args) => blindfold::group_cost::run_cli(args),
     }
 }
 

@@ -4,7 +4,7 @@
 //!
 //! Asserts the properties: all media decrypts at every present member; after a
 //! leave the leaver gets nothing sent after it, and cannot decrypt packets sent after the
-//! rekey; a late joiner cannot decrypt a recording from before its join; the key generator
+//! rekey; a late joiner cannot decrypt a recording from before its join; the committer
 //! leaving does not interrupt media beyond the grace window; the service's and forwarder's
 //! views hold no long-lived id. Bounded in time; every child is killed on every path.
 
@@ -147,6 +147,8 @@ fn encrypted_call_through_real_serve_and_signal() {
         if i == 1 {
             c.record = 100_000;
         }
+        // The leavers play the attacker that keeps its keys (the probes' strongest case).
+        c.keep_keys_after_leave = i == 0 || i == 2;
         c
     };
     let (keygen, recorder, leaver, joiner) = (0, 1, 2, 3);
@@ -170,7 +172,7 @@ fn encrypted_call_through_real_serve_and_signal() {
     sleep_until(start + Duration::from_secs(4));
     let leaver_left = ps[leaver].leave(DEADLINE).expect("leave completes");
     sleep_until(start + Duration::from_secs(6));
-    let keygen_left = ps[keygen].leave(DEADLINE).expect("key generator leaves");
+    let keygen_left = ps[keygen].leave(DEADLINE).expect("the committer leaves");
 
     // The CLI participant joins after both leaves and reports its counters as JSON.
     let secret_hex = hex::encode(call_secret);

@@ -2,32 +2,15 @@
 //! logged SSRC's packets in the logged epoch.
 
 use blindfold::e2ee::{
-    CallSecret, E2eeSession, HpkeTransport, KeyPair, KeySchedule, Member, ScheduleConfig, SrtpKeys,
-    SrtpReceiver, read_mki,
+    CallSecret, E2eeSession, ParticipantId, ScheduleConfig, SrtpKeys, SrtpReceiver, read_mki,
 };
-use rand::SeedableRng;
-use rand::rngs::StdRng;
 
 #[test]
 fn keylog_line_decrypts_the_logged_stream() {
     let call = CallSecret::from_bytes([8; 32]);
-    let keys = KeyPair::generate(&mut StdRng::seed_from_u64(1));
-    let me = Member {
-        id: call.participant_id(b"u", b"d"),
-        joined_at: 1,
-        transport_key: keys.public_bytes().to_vec(),
-    };
-    let transport = HpkeTransport::new(me.id, keys, Box::new(StdRng::seed_from_u64(2)));
-    let schedule = KeySchedule::new(
-        ScheduleConfig::default(),
-        &me,
-        vec![],
-        transport,
-        Box::new(StdRng::seed_from_u64(3)),
-        0,
-    )
-    .unwrap();
-    let mut session = E2eeSession::new(schedule);
+    let me = ParticipantId::random(&mut rand::rng());
+    let mut session = E2eeSession::new(ScheduleConfig::default(), &call, me).unwrap();
+    session.start_alone(0).unwrap();
     let ssrc = 0x0102_0304;
     let line = session.keylog_line(ssrc).unwrap();
     let fields: Vec<&str> = line.split(' ').collect();

@@ -1,130 +1,83 @@
-//! Changing any octet of an SRTP packet, an SRTCP packet (encrypted or tagging-only) or a
-//! sealed key message is detected, and the failed attempt changes no state: the genuine
+//! Changing any octet of an SRTP packet, an SRTCP packet (encrypted or tagging-only), an
+//! MLS Commit or a Welcome is detected, and the failed attempt changes no state: the genuine
 //! message is still accepted afterwards. Truncations are refused without panicking.
 
-use blindfold::e2ee::{
-    CallSecret, E2eeSession, HpkeTransport, Input, KeyPair, KeySchedule, Member, Output,
-    ParticipantId, ScheduleConfig,
-};
-use rand::SeedableRng;
-use rand::rngs::StdRng;
+use blindfold::e2ee::sim::{Msg, SimCall, keyed_pair};
+use blindfold::e2ee::{E2eeSession, ParticipantId, ScheduleConfig, SendState};
 
-type Session = E2eeSession<HpkeTransport>;
+type Session = E2eeSession;
 
-fn member(call: &CallSecret, n: u64) -> (Member, KeyPair) {
-    let keys = KeyPair::generate(&mut StdRng::seed_from_u64(n));
-    let m = Member {
-        id: call.participant_id(b"user", &n.to_be_bytes()),
-        joined_at: n,
-        transport_key: keys.public_bytes().to_vec(),
-    };
-    (m, keys)
-}
-
-fn session(me: &Member, keys: KeyPair, roster: Vec<Member>) -> Session {
-    let transport = HpkeTransport::new(me.id, keys, Box::new(StdRng::seed_from_u64(me.joined_at)));
-    let schedule = KeySchedule::new(
-        ScheduleConfig::default(),
-        me,
-        roster,
-        transport,
-        Box::new(StdRng::seed_from_u64(100 + me.joined_at)),
-        0,
-    )
-    .unwrap();
-    E2eeSession::new(schedule)
-}
-
-/// A keyed generator `a`, a joiner `b` that has not yet opened its key message, and it.
-fn joiner_and_key_message() -> (Session, Session, ParticipantId, Vec<u8>) {
-    let call = CallSecret::from_bytes([5; 32]);
-    let (ma, ka) = member(&call, 1);
-    let (mb, kb) = member(&call, 2);
-    let mut a = session(&ma, ka, vec![]);
-    let b = session(&mb, kb, vec![ma.clone()]);
-    a.handle_input(Input::MemberJoined(mb.clone()), 0).unwrap();
-    let mut message = None;
-    while let Some(out) = a.poll_output() {
-        if let Output::SendKeyMessage { to, message: m } = out {
-            assert_eq!(to, mb.id);
-            message = Some(m);
-        }
-    }
-    (a, b, ma.id, message.expect("the joiner is sent its key"))
-}
-
-fn keyed_pair() -> (Session, Session, ParticipantId) {
-    let (a, mut b, a_id, message) = joiner_and_key_message();
-    b.handle_input(
-        Input::KeyMessage {
-            from: a_id,
-            message: &message,
-        },
-        0,
-    )
-    .unwrap();
-    (a, b, a_id)
+/// A call of two members; a third joins while the service withholds its Welcome and the
+/// Commit from the second member, so both can be tampered with: (call, joiner, second
+/// member, Commit, Welcome).
+fn withheld_join() -> (SimCall, ParticipantId, ParticipantId, Vec<u8>, Vec<u8>) {
+    let mut call = SimCall::new(ScheduleConfig::default());
+    let _first = call.join();
+    let second = call.join();
+    call.advance(500);
+    call.set_policy(move |_, env| match (&env.msg, env.to == second) {
+        (Msg::Welcome(_), _) | (Msg::Handshake(_), true) => blindfold::e2ee::sim::Verdict::Drop,
+        _ => blindfold::e2ee::sim::Verdict::Deliver,
+    });
+    let joiner = call.join();
+    let welcome = call
+        .relayed
+        .iter()
+        .rev()
+        .find_map(|e| match &e.msg {
+            Msg::Welcome(w) => Some(w.clone()),
+            _ => None,
+        })
+        .expect("the joiner's Welcome was made");
+    let commit = call
+        .relayed
+        .iter()
+        .rev()
+        .find_map(|e| match &e.msg {
+            Msg::Handshake(c) if e.commit && e.to == second => Some(c.clone()),
+            _ => None,
+        })
+        .expect("the Commit adding the joiner was made");
+    (call, joiner, second, commit, welcome)
 }
 
 #[test]
-fn any_changed_octet_of_a_sealed_key_message_is_rejected() {
-    let (_, mut b, a_id, message) = joiner_and_key_message();
-    for i in 0..message.len() {
-        for flip in [0x01u8, 0x80] {
-            let mut altered = message.clone();
-            altered[i] ^= flip;
-            assert!(
-                b.handle_input(
-                    Input::KeyMessage {
-                        from: a_id,
-                        message: &altered
-                    },
-                    0
-                )
-                .is_err(),
-                "octet {i} ^ {flip:#x} went unnoticed"
-            );
-            assert!(!b.can_send(), "a rejected message installed a key");
-        }
-    }
-    for cut in 0..message.len() {
-        assert!(
-            b.handle_input(
-                Input::KeyMessage {
-                    from: a_id,
-                    message: &message[..cut]
-                },
-                0
-            )
-            .is_err()
+fn any_changed_octet_of_a_welcome_or_commit_is_rejected() {
+    let (mut call, joiner, second, commit, welcome) = withheld_join();
+    let epoch = call.session(second).verification_code();
+    let now = call.now;
+    for i in (0..commit.len()).step_by(3) {
+        let mut altered = commit.clone();
+        altered[i] ^= 0x01;
+        call.session(second)
+            .handle_input(blindfold::e2ee::Input::Handshake(&altered), now);
+        assert_eq!(
+            call.session(second).verification_code(),
+            epoch,
+            "octet {i} of the Commit went unnoticed"
         );
     }
-    b.handle_input(
-        Input::KeyMessage {
-            from: a_id,
-            message: &message,
-        },
-        0,
-    )
-    .unwrap();
-    assert!(b.can_send());
-}
-
-#[test]
-fn a_key_message_is_bound_to_its_sender_and_recipient() {
-    let (_, mut b, _, message) = joiner_and_key_message();
-    let stranger = CallSecret::from_bytes([5; 32]).participant_id(b"mallory", b"x");
-    assert!(
-        b.handle_input(
-            Input::KeyMessage {
-                from: stranger,
-                message: &message
-            },
-            0
-        )
-        .is_err()
+    for i in (0..welcome.len()).step_by(7) {
+        let mut altered = welcome.clone();
+        altered[i] ^= 0x01;
+        call.session(joiner)
+            .handle_input(blindfold::e2ee::Input::Welcome(&altered), now);
+        assert_eq!(
+            call.session(joiner).state(),
+            SendState::Joining,
+            "octet {i} of the Welcome went unnoticed"
+        );
+    }
+    // The genuine ones still work afterwards.
+    call.session(second)
+        .handle_input(blindfold::e2ee::Input::Handshake(&commit), now);
+    call.session(joiner)
+        .handle_input(blindfold::e2ee::Input::Welcome(&welcome), now);
+    assert_ne!(call.session(second).verification_code(), epoch);
+    assert_eq!(
+        call.session(second).verification_code(),
+        call.session(joiner).verification_code()
     );
-    assert!(!b.can_send());
 }
 
 fn check_every_octet(b: &mut Session, a_id: &ParticipantId, protected: &[u8], rtcp: bool) {
@@ -158,7 +111,7 @@ fn check_every_octet(b: &mut Session, a_id: &ParticipantId, protected: &[u8], rt
 
 #[test]
 fn any_changed_octet_of_an_srtp_packet_is_rejected() {
-    let (mut a, mut b, a_id) = keyed_pair();
+    let (mut a, mut b, a_id) = keyed_pair(ScheduleConfig::default());
     // CSRC and a header extension, so every header field is covered.
     let mut packet = vec![0x91, 0xe0, 0x12, 0x34, 0, 0, 0, 9, 0xca, 0xfe, 0xba, 0xbe];
     packet.extend_from_slice(&[0, 0, 0, 7]);
@@ -170,7 +123,7 @@ fn any_changed_octet_of_an_srtp_packet_is_rejected() {
 
 #[test]
 fn any_changed_octet_of_an_encrypted_srtcp_packet_is_rejected() {
-    let (mut a, mut b, a_id) = keyed_pair();
+    let (mut a, mut b, a_id) = keyed_pair(ScheduleConfig::default());
     let mut sr = vec![0x80, 200, 0, 6, 0xca, 0xfe, 0xba, 0xbe];
     sr.extend_from_slice(&[7; 20]);
     a.protect_rtcp_vec(&mut sr).unwrap();
@@ -180,7 +133,7 @@ fn any_changed_octet_of_an_encrypted_srtcp_packet_is_rejected() {
 
 #[test]
 fn any_changed_octet_of_a_feedback_srtcp_packet_is_rejected() {
-    let (mut a, mut b, a_id) = keyed_pair();
+    let (mut a, mut b, a_id) = keyed_pair(ScheduleConfig::default());
     // RR with no blocks + PLI for media SSRC 0x01020304.
     let mut fb = vec![0x80, 201, 0, 1, 0xca, 0xfe, 0xba, 0xbe];
     fb.extend_from_slice(&[0x81, 206, 0, 2, 0xca, 0xfe, 0xba, 0xbe, 1, 2, 3, 4]);

@@ -46,8 +46,7 @@ fn stun_answer_source(sock: &UdpSocket, to: SocketAddr, creds: &Creds) -> Socket
         let txid = [n; 12];
         let req = ice::binding_request(txid, &creds.ufrag, "client", creds.pwd.as_bytes());
         sock.send_to(&req, to).unwrap();
-        // The forwarder's own return-path check may arrive before the answer: read
-        // everything that came for this request.
+        // The forwarder's own return-path check to this new address comes first.
         while let Ok((len, from)) = sock.recv_from(&mut buf) {
             if ice::parse_binding_success(&buf[..len], &txid, creds.pwd.as_bytes()).is_ok() {
                 return from;

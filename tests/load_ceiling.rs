@@ -85,6 +85,8 @@ fn generator_against_the_ceiling_is_lossless() {
         pin: false,
         unlimited_ingress: false,
         offload: true,
+        redis: None,
+        layout: blindfold::load::cluster::Layout::Spread,
     })
     .unwrap();
     let topo = Topology::new(2, 4, None, vec!["audio".parse().unwrap()], Subscribe::All).unwrap();

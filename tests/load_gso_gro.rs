@@ -18,6 +18,8 @@ fn run(offload: bool) -> Value {
         .args(["--conferences", "2", "--size", "3"])
         .args(["--profile", "burst:50:8:1000", "--gso", "--gro"])
         .args(["--duration", "1", "--warmup", "0.3", "--quiet"])
+        // Wait out queues on a loaded machine before counting a copy as lost.
+        .args(["--drain-ms", "2000"])
         .arg("--json")
         .arg(&json)
         .output()

@@ -40,6 +40,10 @@ fn run(encrypt: bool) {
             "1.5",
             "--warmup",
             "0.5",
+            // A loaded CI machine can hold copies in socket queues for hundreds of ms:
+            // wait for them before counting one as lost.
+            "--drain-ms",
+            "2000",
             "--quiet",
         ])
         .arg("--json")

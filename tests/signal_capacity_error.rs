@@ -20,7 +20,8 @@ fn a_full_forwarder_is_reported_as_capacity() {
         members.push(ws);
     }
     let mut third = RawWs::open(signal.addr);
-    third.send_text(&join(&eid(102), &eid(202), true)).unwrap();
+    let text = third.join_text(&eid(102), &eid(202), true);
+    third.send_text(&text).unwrap();
     let m = third.recv().expect("an answer to join");
     assert_eq!(m["type"], "error", "{m}");
     assert_eq!(m["code"], "capacity", "{m}");
@@ -29,8 +30,8 @@ fn a_full_forwarder_is_reported_as_capacity() {
     assert!(
         wait_for(|| {
             let mut ws = RawWs::open(signal.addr);
-            ws.send_text(&join(&eid(102), &eid(202), true)).is_ok()
-                && ws.recv().is_some_and(|m| m["type"] == "joined")
+            let text = ws.join_text(&eid(102), &eid(202), true);
+            ws.send_text(&text).is_ok() && ws.recv().is_some_and(|m| m["type"] == "joined")
         }),
         "a join succeeds once a conference has ended"
     );

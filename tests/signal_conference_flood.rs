@@ -29,9 +29,9 @@ fn a_join_flood_from_one_source_cannot_fill_the_forwarder() {
             other.push("no websocket".to_string());
             continue;
         };
-        // A made-up key proof: the service cannot check proofs, only members can.
-        ws.send_text(&join(&eid(1000 + n), &eid(5000 + n), true))
-            .unwrap();
+        // A valid proof: the flood comes from someone who holds call secrets.
+        let text = ws.join_text(&eid(1000 + n), &eid(5000 + n), true);
+        ws.send_text(&text).unwrap();
         let m = ws.recv().expect("an answer to join");
         match (m["type"].as_str(), m["code"].as_str()) {
             (Some("joined"), _) => joined += 1,

@@ -38,15 +38,13 @@ fn a_publish_updates_subscriptions_concurrently_and_relays_go_on_meanwhile() {
         .send_text(r#"{"v":1,"type":"publish","tracks":[{"id":"mic","kind":"audio","ssrcs":[7]}]}"#)
         .unwrap();
     // Member 1 hears of the tracks (they are on the forwarder); the 7 subscription updates
-    // are now pending. A key message from it to member 2 goes through meanwhile.
+    // are now pending. An MLS proposal from it reaches member 2 meanwhile.
     members[1].recv_type("tracks").expect("tracks announced");
     let relay = Instant::now();
-    let key = format!(
-        r#"{{"v":1,"type":"key","to":"{}","message":"abcd"}}"#,
-        eid(102)
-    );
-    members[1].send_text(&key).unwrap();
-    members[2].recv_type("key").expect("key message relayed");
+    members[1].send_text(&proposal(&conf, 64)).unwrap();
+    members[2]
+        .recv_type("handshake")
+        .expect("MLS message relayed");
     let relayed_in = relay.elapsed();
 
     assert!(wait_for(
@@ -56,7 +54,7 @@ fn a_publish_updates_subscriptions_concurrently_and_relays_go_on_meanwhile() {
     let max = seen.max_in_flight.load(Ordering::SeqCst);
     eprintln!(
         "publish in a {MEMBERS}-member call: {} updates of {DELAY:?} each done in {all_in:?}, \
-         at most {max} at once; a key message relayed in {relayed_in:?} meanwhile",
+         at most {max} at once; an MLS message relayed in {relayed_in:?} meanwhile",
         MEMBERS - 1
     );
     assert!(max >= 2, "the subscription updates ran one at a time");

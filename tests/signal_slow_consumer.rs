@@ -1,4 +1,4 @@
-//! Issue 14 item 4: a member that never reads, while another relays 4 KiB key messages to
+//! Issue 14 item 4: a member that never reads, while another relays 4 KiB MLS proposals to
 //! it as fast as the service takes them, is disconnected as a slow consumer (the others
 //! are told it left), and the service's memory stays bounded: before the fix its outgoing
 //! queue was unbounded and the process grew by every message relayed.
@@ -47,10 +47,8 @@ fn a_member_that_never_reads_is_dropped_and_memory_stays_bounded() {
     };
 
     let baseline = signal.rss_kib();
-    let key = format!(
-        r#"{{"v":1,"type":"key","to":"{silent_id}","message":"{}"}}"#,
-        "ab".repeat(4096)
-    );
+    // 4 KiB MLS proposals, which the service relays to every other member.
+    let key = proposal(&conf, 4096);
     let mut sent = 0;
     while sent < MESSAGES && !left.load(Ordering::Acquire) {
         if write_text(&mut out, &key).is_err() {
@@ -61,7 +59,7 @@ fn a_member_that_never_reads_is_dropped_and_memory_stays_bounded() {
     let dropped = wait_for(|| left.load(Ordering::Acquire));
     let peak = signal.peak_rss_kib();
     eprintln!(
-        "slow consumer: {sent} key messages sent; RSS {baseline} KiB before, peak {peak} KiB; \
+        "slow consumer: {sent} handshake messages sent; RSS {baseline} KiB before, peak {peak} KiB; \
          silent member dropped: {dropped}"
     );
     assert!(dropped, "the silent member was never disconnected");

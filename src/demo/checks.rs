@@ -239,8 +239,9 @@ pub fn run_all(ps: &[Participant], t: &Timeline) -> Vec<Check> {
     }
 
     out.push(t.joiner_check.clone());
+    out.push(verification_check(ps, &present, &t.leaves));
 
-    // 5. Media went on through the leaves, the key generator's included.
+    // 5. Media went on through the leaves, the committer's included.
     for &i in &present {
         let s = ps[i].stats();
         let ok = s.max_gap_ms < t.grace_ms && s.rekeys >= t.leaves.len() as u64;
@@ -262,11 +263,43 @@ pub fn run_all(ps: &[Participant], t: &Timeline) -> Vec<Check> {
     out
 }
 
+/// Every present member shows the same verification code for the same MLS epoch; the
+/// control is a leaver's last code, which must differ (the comparison can fail).
+fn verification_check(ps: &[Participant], present: &[usize], leaves: &[(usize, Instant)]) -> Check {
+    let codes: Vec<(u64, Option<String>)> = present
+        .iter()
+        .map(|&i| {
+            let s = ps[i].stats();
+            (s.mls_epoch, s.verification_code)
+        })
+        .collect();
+    let first = codes.first().cloned().unwrap_or((0, None));
+    let agree = first.1.is_some() && codes.iter().all(|c| *c == first);
+    let leaver_code = leaves
+        .first()
+        .and_then(|(i, _)| ps[*i].stats().verification_code);
+    let control = leaver_code.is_some() && leaver_code != first.1;
+    check(
+        format!(
+            "the {} present members show the same verification code",
+            present.len()
+        ),
+        agree && control,
+        format!(
+            "epoch {} code {}; distinct codes among them: {}; control: a leaver's last code {} differs",
+            first.0,
+            first.1.as_deref().unwrap_or("-"),
+            codes.iter().map(|c| &c.1).collect::<BTreeSet<_>>().len(),
+            leaver_code.as_deref().unwrap_or("-"),
+        ),
+    )
+}
+
 fn who(i: usize, t: &Timeline) -> String {
     let role = if t.leaves.first().is_some_and(|(l, _)| *l == i) && t.leaves.len() > 1 {
         "leaver"
     } else if t.leaves.iter().any(|(l, _)| *l == i) {
-        "key generator"
+        "committer"
     } else if i == t.joiner {
         "late joiner"
     } else {

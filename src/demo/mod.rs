@@ -10,11 +10,13 @@
 //!
 //! Script over `--duration` (default 20 s) with N (default 5) participants:
 //! ```text
-//!  0%   N-1 join (the first is the key generator); one of them records ciphertext
-//!  20%  a late joiner joins
-//!  40%  a member leaves            -> rekey by the key generator
-//!  60%  the key generator leaves   -> handover, rekey by the next one
-//!  100% counters, forwarder metrics, security checks; exit 0 only if all held
+//!  0%   N-1 join (the first starts the MLS group; each later one is added by a Commit
+//!       from the lowest leaf, the committer); one of them records ciphertext
+//!  20%  a late joiner joins             -> Commit + Welcome, new epoch
+//!  40%  a member leaves                 -> Commit removing it, new epoch
+//!  60%  the committer (lowest leaf) leaves -> the next lowest commits its removal
+//!  100% counters, forwarder metrics, verification codes, security checks; exit 0 only if
+//!       all held
 //! ```
 
 pub mod checks;
@@ -32,7 +34,7 @@ pub use checks::{Check, ForwarderCounters};
 /// Command-line arguments of `blindfold demo`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct DemoArgs {
-    /// Participants in the call (at least 4: key generator, leaver, recorder, late joiner).
+    /// Participants in the call (at least 4: committer, leaver, recorder, late joiner).
     #[arg(long, default_value_t = 5)]
     pub participants: usize,
 
@@ -48,8 +50,8 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 5)]
     pub epoch_interval: u64,
 
-    /// DEBUG ONLY: participants append their SRTP master keys to FILE.
-    #[arg(long, env = "BLINDFOLD_KEYLOG")]
+    /// DEBUG ONLY: participants append their SRTP master keys to FILE (created 0600).
+    #[arg(long)]
     pub key_log: Option<std::path::PathBuf>,
 }
 
@@ -110,7 +112,7 @@ impl Report {
         let _ = writeln!(out, "\nParticipants");
         let _ = writeln!(
             out,
-            "{:<8} {:<14} {:>7} {:>8} {:>9} {:>6} {:>6} {:>5} {:>6} {:>6} {:>6} {:>8}",
+            "{:<8} {:<16} {:>7} {:>8} {:>9} {:>6} {:>6} {:>5} {:>6} {:>6} {:>6} {:>8} {:>6}",
             "name",
             "role",
             "sent",
@@ -122,13 +124,14 @@ impl Report {
             "epochs",
             "rekeys",
             "steps",
-            "max-gap"
+            "max-gap",
+            "stalls"
         );
         for r in &self.rows {
             let s = &r.stats;
             let _ = writeln!(
                 out,
-                "{:<8} {:<14} {:>7} {:>8} {:>9} {:>6} {:>6} {:>5} {:>6} {:>6} {:>6} {:>6}ms",
+                "{:<8} {:<16} {:>7} {:>8} {:>9} {:>6} {:>6} {:>5} {:>6} {:>6} {:>6} {:>6}ms {:>6}",
                 r.name,
                 r.role,
                 s.sent,
@@ -140,7 +143,18 @@ impl Report {
                 s.epochs_seen,
                 s.rekeys,
                 s.ratchets,
-                s.max_gap_ms
+                s.max_gap_ms,
+                s.stalls
+            );
+        }
+        let _ = writeln!(out, "\nVerification codes (MLS epoch authenticator)");
+        for r in &self.rows {
+            let _ = writeln!(
+                out,
+                "  {:<8} epoch {:>3}  {}",
+                r.name,
+                r.stats.mls_epoch,
+                r.stats.verification_code.as_deref().unwrap_or("-")
             );
         }
         let f = &self.forwarder;
@@ -281,6 +295,9 @@ fn script(
         if i == RECORDER {
             c.record = 200_000;
         }
+        // The leavers play the attacker: they keep every key they held, so the probes show
+        // what a leaver that did not erase its keys can still open.
+        c.keep_keys_after_leave = i == LEAVER || i == KEYGEN;
         c
     };
     let fail = |i: usize| {
@@ -292,14 +309,14 @@ fn script(
     let wait = Duration::from_secs(15);
     let start = Instant::now();
     let mut ps: Vec<Participant> = Vec::with_capacity(n);
-    // Join one at a time so the join order (and so the key generator) is the demo's.
+    // Join one at a time so the leaf order (and so the committer) is the demo's.
     for i in 0..n - 1 {
         let p = Participant::spawn(config(i)).map_err(fail(i))?;
         p.wait_ready(wait).map_err(fail(i))?;
         ps.push(p);
     }
     println!(
-        "{} participants in the call; the key generator is {}",
+        "{} participants in the call; the committer (lowest leaf) is {}",
         n - 1,
         name(KEYGEN)
     );
@@ -319,7 +336,7 @@ fn script(
     println!("{} left", name(LEAVER));
     sleep_until(start + total * 3 / 5);
     let keygen_left = ps[KEYGEN].leave(wait).map_err(fail(KEYGEN))?;
-    println!("{} (the key generator) left", name(KEYGEN));
+    println!("{} (the committer) left", name(KEYGEN));
     sleep_until(start + total);
 
     let timeline = checks::Timeline {
@@ -331,13 +348,16 @@ fn script(
         joiner_check,
     };
     let checks = checks::run_all(&ps, &timeline);
-    let rows = ps
+    // Everyone's counters at the same moment: stopping a participant is a leave, which
+    // moves the others to a new epoch (and its verification code).
+    let snapshot: Vec<Stats> = ps.iter().map(Participant::stats).collect();
+    drop(ps);
+    let rows = snapshot
         .into_iter()
         .enumerate()
-        .map(|(i, p)| {
-            let (stats, _) = p.stop();
+        .map(|(i, stats)| {
             let role = match i {
-                KEYGEN => "key gen, left",
+                KEYGEN => "committer, left",
                 LEAVER => "left",
                 RECORDER => "recorder",
                 j if j == joiner => "late joiner",
@@ -353,7 +373,7 @@ fn script(
     Ok((rows, checks))
 }
 
-/// The first to join: the key generator until it leaves.
+/// The first to join: it starts the group and, as the lowest leaf, commits until it leaves.
 const KEYGEN: usize = 0;
 /// Records ciphertext for the probes; present throughout.
 const RECORDER: usize = 1;

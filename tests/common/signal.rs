@@ -106,16 +106,51 @@ pub fn eid(n: u64) -> String {
     format!("{n:032x}")
 }
 
-/// A join message; `proof` adds a (made-up) key proof.
-pub fn join(conference: &str, participant: &str, proof: bool) -> String {
-    let mut m = json!({
-        "v": 1, "type": "join", "conference": conference, "participant": participant,
-        "key": "ab".repeat(32),
-    });
-    if proof {
-        m["key_proof"] = json!("cd".repeat(32));
+/// The call secret a test uses for the conference it names `name` (any string).
+pub fn test_call(name: &str) -> blindfold::e2ee::CallSecret {
+    let mut b = [0u8; 32];
+    for (i, c) in name.bytes().enumerate() {
+        b[i % 32] ^= c.wrapping_add(i as u8);
     }
-    m.to_string()
+    blindfold::e2ee::CallSecret::from_bytes(b)
+}
+
+/// The ephemeral conference id of the conference a test names `name`.
+pub fn conference_id(name: &str) -> String {
+    test_call(name).conference_id().to_hex()
+}
+
+/// A join message for this connection's `challenge`: with `proof` a valid proof under the
+/// named conference's join key (which it also offers, for the first joiner), without it a
+/// proof that does not verify. The KeyPackage is a placeholder: the service relays it
+/// unread.
+pub fn join(challenge: &[u8], conference: &str, participant: &str, proof: bool) -> String {
+    use blindfold::signal::proto::join_proof;
+    let call = test_call(conference);
+    let conf = call.conference_id().to_hex();
+    let key = call.join_key();
+    let mac = if proof {
+        join_proof(&key, challenge, &conf, participant).to_vec()
+    } else {
+        vec![0; 32]
+    };
+    json!({
+        "v": 1, "type": "join", "conference": conf, "participant": participant,
+        "proof": hex::encode(mac), "key_package": "00", "join_key": hex::encode(*key),
+    })
+    .to_string()
+}
+
+/// A handshake frame carrying an MLS proposal header for the named conference, padded to
+/// about `len` octets (the service relays it to every other member without reading more).
+pub fn proposal(conference: &str, len: usize) -> String {
+    let conf = hex::decode(conference_id(conference)).unwrap();
+    let mut m = vec![0, 1, 0, 2, conf.len() as u8];
+    m.extend_from_slice(&conf);
+    m.extend_from_slice(&1u64.to_be_bytes());
+    m.push(2);
+    m.resize(len.max(m.len()), 0xab);
+    json!({"v": 1, "type": "handshake", "message": hex::encode(m)}).to_string()
 }
 
 /// A blocking WebSocket client speaking just enough RFC 6455 to misbehave.
@@ -123,6 +158,8 @@ pub fn join(conference: &str, participant: &str, proof: bool) -> String {
 pub struct RawWs {
     pub stream: TcpStream,
     buf: Vec<u8>,
+    /// The service's challenge for this connection, once read.
+    challenge: Option<Vec<u8>>,
 }
 
 /// How a connection attempt ended.
@@ -175,6 +212,7 @@ impl RawWs {
             return Upgrade::Open(RawWs {
                 stream,
                 buf: Vec::new(),
+                challenge: None,
             });
         }
         let mut body = String::new();
@@ -216,16 +254,22 @@ impl RawWs {
         self.stream.try_clone().unwrap()
     }
 
-    /// The next text message, or `None` on close, error or timeout.
+    /// The next text message other than the challenge (kept for [`RawWs::join_text`]), or
+    /// `None` on close, error or timeout.
     pub fn recv(&mut self) -> Option<Value> {
         loop {
             if let Some((text, used)) = parse_frame(&self.buf) {
                 self.buf.drain(..used);
-                match text {
-                    Some(t) => return serde_json::from_str(&t).ok(),
+                match text.and_then(|t| serde_json::from_str::<Value>(&t).ok()) {
+                    Some(m) if m["type"] == "challenge" => {
+                        self.challenge = m["nonce"].as_str().and_then(|n| hex::decode(n).ok());
+                        continue;
+                    }
+                    Some(m) => return Some(m),
                     None => continue,
                 }
             }
+
             let mut chunk = [0u8; 16 * 1024];
             match self.stream.read(&mut chunk) {
                 Ok(0) | Err(_) => return None,
@@ -246,10 +290,37 @@ impl RawWs {
         None
     }
 
+    /// This connection's challenge (reads frames until it has come).
+    pub fn challenge(&mut self) -> Vec<u8> {
+        while self.challenge.is_none() {
+            let mut chunk = [0u8; 4096];
+            if let Some((text, used)) = parse_frame(&self.buf) {
+                self.buf.drain(..used);
+                if let Some(m) = text.and_then(|t| serde_json::from_str::<Value>(&t).ok())
+                    && m["type"] == "challenge"
+                {
+                    self.challenge = m["nonce"].as_str().and_then(|n| hex::decode(n).ok());
+                }
+                continue;
+            }
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => panic!("no challenge from the service"),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        self.challenge.clone().unwrap_or_default()
+    }
+
+    /// A join frame answering this connection's challenge (see [`join`]).
+    pub fn join_text(&mut self, conference: &str, participant: &str, proof: bool) -> String {
+        let c = self.challenge();
+        join(&c, conference, participant, proof)
+    }
+
     /// Joins and returns `joined`, or panics with what came instead.
     pub fn join(&mut self, conference: &str, participant: &str, proof: bool) -> Value {
-        self.send_text(&join(conference, participant, proof))
-            .unwrap();
+        let text = self.join_text(conference, participant, proof);
+        self.send_text(&text).unwrap();
         let m = self.recv().expect("an answer to join");
         assert_eq!(m["type"], "joined", "{m}");
         m

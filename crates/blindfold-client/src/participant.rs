@@ -1,39 +1,27 @@
-//! One headless participant: a thread running a small tokio runtime that owns the
-//! WebSocket to signalling, the UDP socket to the forwarder and the E2EE session.
+//! One headless participant's handle: its configuration, counters and phase, and the
+//! thread that runs it.
 //!
-//! Owns: the join, STUN latch and consent refresh, the synthetic audio/video senders, the
-//! verification of every received packet, the key log, and the handle other code (the
-//! demo, tests, the CLI) uses to read statistics, leave, and probe what this participant's
-//! keys can decrypt. Must not touch: the forwarder's or the service's state (it only talks
-//! the protocols), or any id other than the ephemeral ones on the wire.
+//! Owns: the configuration (with the call secret redacted from `Debug`), the statistics and
+//! state shared with the running task, and the handle other code (the demo, tests, the CLI)
+//! uses to wait, leave, stop and probe. Must not touch: the protocols (the task in
+//! [`super::call`] speaks them) or any id other than the ephemeral ones on the wire.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Message;
 
-use super::identity::{Identity, conference_id, key_proof, verify_key_proof};
-use super::keylog::KeyLog;
-use super::media::{self, RTP_HEADER, StreamStats, VIDEO_PT};
-use super::selective::{Selective, SelectiveConfig, SelectiveStats, VideoStart};
+use super::identity::Identity;
+use super::selective::{SelectiveConfig, SelectiveStats, VideoStart};
 use super::video_rx::VideoStats;
-use blindfold_e2ee::{
-    CallSecret, ConferenceId, E2eeError, E2eeSession, EpochId, HpkeTransport, Input, KeyPair,
-    KeySchedule, Member, Output, ParticipantId, RTP_OVERHEAD, ScheduleConfig, ScheduleError,
-    SrtpError, SrtpKeys, read_mki,
-};
-use blindfold_proto::stun as ice;
-use blindfold_signal::proto::{
-    self, ClientMessage, ErrorCode, MemberInfo, ServerMessage, Track, TrackRef,
-};
-use std::sync::atomic::{AtomicBool, Ordering};
+use blindfold_e2ee::{CallSecret, ConferenceId, ParticipantId, ScheduleConfig, SendState};
+use blindfold_signal::proto::{ErrorCode, TrackRef};
 
 /// Synthetic video: bitrate, packet size on the wire, frames per second.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,12 +45,12 @@ impl Default for VideoConfig {
 }
 
 /// How a participant behaves.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ParticipantConfig {
     /// Signalling WebSocket URL, e.g. `ws://127.0.0.1:8490/v1/ws`.
     pub signal_url: String,
     /// The per-call secret the members share out of band (through their messenger).
-    pub call_secret: [u8; 32],
+    pub call_secret: CallSecret,
     /// Who this device is; never sent.
     pub identity: Identity,
     /// Publish a 50 packet/s audio track with ~100-octet payloads.
@@ -71,7 +59,7 @@ pub struct ParticipantConfig {
     pub video: Option<VideoConfig>,
     /// Receive only these tracks (default: everything from everyone).
     pub subscribe: Option<Vec<TrackRef>>,
-    /// Key schedule timing.
+    /// Key schedule and group timing.
     pub schedule: ScheduleConfig,
     /// Append SRTP master keys here (debugging only).
     pub key_log: Option<PathBuf>,
@@ -81,10 +69,30 @@ pub struct ParticipantConfig {
     pub consent_interval: Duration,
     /// Local UDP address (default: an ephemeral port on the candidate's loopback/any).
     pub bind: Option<SocketAddr>,
-    /// How long joining (signalling + STUN latch) may take.
+    /// How long joining (signalling, the group's Welcome, STUN latch) may take.
     pub join_timeout: Duration,
+    /// Play the attacker after leaving: keep every key held at the leave (and stop its
+    /// timers) so a probe shows what a leaver that kept its keys can open. An honest
+    /// participant (the default) erases its group and keys when it leaves.
+    pub keep_keys_after_leave: bool,
     /// Selective forwarding: simulcast, last-N, pins, layer choice.
     pub selective: SelectiveConfig,
+}
+
+impl fmt::Debug for ParticipantConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ParticipantConfig")
+            .field("signal_url", &self.signal_url)
+            .field("call_secret", &self.call_secret)
+            .field("identity", &self.identity)
+            .field("audio", &self.audio)
+            .field("video", &self.video)
+            .field("schedule", &self.schedule)
+            .field("key_log", &self.key_log)
+            .field("keep_keys_after_leave", &self.keep_keys_after_leave)
+            .field("selective", &self.selective)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ParticipantConfig {
@@ -92,7 +100,7 @@ impl ParticipantConfig {
     pub fn new(signal_url: &str, call_secret: [u8; 32], identity: Identity) -> Self {
         Self {
             signal_url: signal_url.to_string(),
-            call_secret,
+            call_secret: CallSecret::from_bytes(call_secret),
             identity,
             audio: true,
             video: None,
@@ -103,6 +111,7 @@ impl ParticipantConfig {
             consent_interval: Duration::from_secs(5),
             bind: None,
             join_timeout: Duration::from_secs(15),
+            keep_keys_after_leave: false,
             selective: SelectiveConfig::default(),
         }
     }
@@ -128,9 +137,6 @@ pub enum ClientError {
     /// A socket or file operation failed.
     #[error("i/o: {0}")]
     Io(String),
-    /// The key schedule refused our own setup.
-    #[error("key schedule: {0}")]
-    Schedule(#[from] ScheduleError),
     /// Signalling sent something unusable.
     #[error("protocol: {0}")]
     Protocol(String),
@@ -191,10 +197,24 @@ pub struct Stats {
     pub consent_ok: u64,
     /// See `consent_ok`.
     pub consent_missed: u64,
-    /// Members whose key proof did not verify (ignored for key messages).
-    pub bad_key_proofs: u64,
-    /// Key messages the schedule refused.
-    pub key_messages_refused: u64,
+    /// Media ticks not sent because the member was stalled (fail closed after a leave).
+    pub unsent_stalled: u64,
+    /// Times sending stopped because no epoch without a leaver came in time.
+    pub stalls: u64,
+    /// The current MLS epoch.
+    pub mls_epoch: u64,
+    /// Members of the current MLS epoch.
+    pub group_size: usize,
+    /// The current epoch's verification code (compare it out of band).
+    pub verification_code: Option<String>,
+    /// MLS handshake messages refused (malformed, replayed, wrong epoch, forged).
+    pub handshakes_refused: u64,
+    /// KeyPackages refused by admission (no proof of the call secret, replayed).
+    pub key_packages_refused: u64,
+    /// Welcomes that admitted nobody here (replayed, foreign).
+    pub welcomes_refused: u64,
+    /// Commits refused because they admit an unproven member.
+    pub commits_refused: u64,
     /// Selective forwarding: decodability, freezes, key frame requests.
     #[serde(default)]
     pub selective: SelectiveStats,
@@ -232,35 +252,38 @@ pub enum Phase {
 }
 
 #[derive(Default)]
-struct SharedState {
-    phase: Option<Phase>,
-    joined_at: Option<Instant>,
-    ready_at: Option<Instant>,
-    stats: Stats,
-    capture: VecDeque<Captured>,
+pub(crate) struct SharedState {
+    pub phase: Option<Phase>,
+    pub joined_at: Option<Instant>,
+    pub ready_at: Option<Instant>,
+    pub send_state: Option<SendState>,
+    pub stats: Stats,
+    pub capture: VecDeque<Captured>,
     /// Per own SSRC: (send time, sequence) of every packet sent.
-    sent_log: HashMap<u32, Vec<(Instant, u16)>>,
+    pub sent_log: HashMap<u32, Vec<(Instant, u16)>>,
     /// (SSRC, sequence, arrival) of RTP received after the leave completed.
-    after_leave: Vec<(u32, u16, Instant)>,
-    ssrcs: Vec<u32>,
+    pub after_leave: Vec<(u32, u16, Instant)>,
+    pub ssrcs: Vec<u32>,
     /// Video starts and speaker events, for the demo's checks.
-    starts: Vec<VideoStart>,
-    speakers: Vec<(Instant, String)>,
-    per_publisher: Vec<(String, VideoStats)>,
+    pub starts: Vec<VideoStart>,
+    pub speakers: Vec<(Instant, String)>,
+    pub per_publisher: Vec<(String, VideoStats)>,
 }
 
-struct Shared {
+pub(crate) struct Shared {
     state: Mutex<SharedState>,
-    changed: Condvar,
+    pub changed: Condvar,
+    /// Whether the synthetic talker talks (the audio level it sends).
+    pub talking: Arc<AtomicBool>,
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, SharedState> {
+    pub fn lock(&self) -> MutexGuard<'_, SharedState> {
         // Counters stay meaningful even if a panic interrupted an update.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn set_phase(&self, phase: Phase) {
+    pub fn set_phase(&self, phase: Phase) {
         self.lock().phase = Some(phase);
         self.changed.notify_all();
     }
@@ -286,7 +309,7 @@ impl Shared {
     }
 }
 
-enum Command {
+pub(crate) enum Command {
     Leave,
     Probe(Vec<Vec<u8>>, std::sync::mpsc::Sender<ProbeReport>),
     Stop,
@@ -297,7 +320,6 @@ pub struct Participant {
     id: ParticipantId,
     conference: ConferenceId,
     shared: Arc<Shared>,
-    talking: Arc<AtomicBool>,
     cmd: mpsc::UnboundedSender<Command>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -305,20 +327,19 @@ pub struct Participant {
 impl Participant {
     /// Starts the participant on its own thread; it joins, latches and starts sending.
     pub fn spawn(cfg: ParticipantConfig) -> Result<Self, ClientError> {
-        let call = CallSecret::from_bytes(cfg.call_secret);
-        let id = cfg.identity.participant_id(&call);
-        let conference = conference_id(&call);
+        // A fresh id for every join: nothing links two joins, and none is reused in a call.
+        let id = ParticipantId::random(&mut rand::rng());
+        let conference = cfg.call_secret.conference_id();
         let shared = Arc::new(Shared {
             state: Mutex::new(SharedState {
                 phase: Some(Phase::Joining),
                 ..SharedState::default()
             }),
             changed: Condvar::new(),
+            talking: Arc::new(AtomicBool::new(false)),
         });
         let (tx, rx) = mpsc::unbounded_channel();
         let sh = shared.clone();
-        let talking = Arc::new(AtomicBool::new(false));
-        let talk = talking.clone();
         let thread = std::thread::Builder::new()
             .name("participant".into())
             .spawn(move || {
@@ -326,7 +347,7 @@ impl Participant {
                     .enable_all()
                     .build()
                     .map_err(ClientError::from)
-                    .and_then(|rt| rt.block_on(run(cfg, call, sh.clone(), rx, talk)));
+                    .and_then(|rt| rt.block_on(super::call::run(cfg, id, sh.clone(), rx)));
                 let err = result.err().map(|e| e.to_string());
                 if let Some(e) = &err {
                     tracing::warn!(error = %e, "participant ended with an error");
@@ -337,7 +358,6 @@ impl Participant {
             id,
             conference,
             shared,
-            talking,
             cmd: tx,
             thread: Some(thread),
         })
@@ -350,7 +370,7 @@ impl Participant {
 
     /// Starts or stops talking: the audio level its packets carry.
     pub fn set_talking(&self, talking: bool) {
-        self.talking.store(talking, Ordering::Relaxed);
+        self.shared.talking.store(talking, Ordering::Relaxed);
     }
 
     /// When each video started at this receiver (first decodable frame after none).
@@ -413,6 +433,23 @@ impl Participant {
             .unwrap_or(Err(ClientError::Timeout(
                 "waiting for the leave to complete",
             )))
+    }
+
+    /// Whether the participant sends, and if not, why (`None` before it joined a group).
+    pub fn send_state(&self) -> Option<SendState> {
+        self.shared.lock().send_state
+    }
+
+    /// The current MLS epoch's verification code.
+    pub fn verification_code(&self) -> Option<String> {
+        self.shared.lock().stats.verification_code.clone()
+    }
+
+    /// Waits until the send state satisfies `f`.
+    pub fn wait_send_state(&self, timeout: Duration, f: impl Fn(SendState) -> bool) -> bool {
+        self.shared
+            .wait(timeout, |st| st.send_state.filter(|s| f(*s)).map(|_| ()))
+            .is_some()
     }
 
     /// A snapshot of the counters.
@@ -495,841 +532,5 @@ impl Participant {
 impl Drop for Participant {
     fn drop(&mut self) {
         self.stop_inner();
-    }
-}
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// One own outgoing stream.
-struct OutStream {
-    ssrc: u32,
-    seq: u16,
-    timestamp: u32,
-}
-
-impl OutStream {
-    fn new() -> Self {
-        Self {
-            ssrc: blindfold_e2ee::random_ssrc(&mut rand::rng()),
-            seq: rand::random(),
-            timestamp: rand::random(),
-        }
-    }
-}
-
-/// The participant's state inside its task.
-struct Engine {
-    cfg: ParticipantConfig,
-    call: CallSecret,
-    me: ParticipantId,
-    t0: Instant,
-    session: E2eeSession<HpkeTransport>,
-    shared: Arc<Shared>,
-    /// SSRC → publishing member, from `joined` and `tracks`.
-    ssrc_owner: HashMap<u32, ParticipantId>,
-    streams: HashMap<u32, StreamStats>,
-    epochs: BTreeSet<u32>,
-    sending_generation: Option<u16>,
-    keylog: Option<KeyLog>,
-    audio: Option<OutStream>,
-    video: Option<(OutStream, usize, usize)>,
-    forwarder: SocketAddr,
-    ice: proto::Ice,
-    client_ufrag: String,
-    consent_txid: Option<[u8; 12]>,
-    outbox: Vec<ClientMessage>,
-    left: bool,
-    /// Selective forwarding (simulcast, levels, decodability, key frame requests).
-    sel: Selective,
-}
-
-/// A `Send` CSPRNG for the long-lived e2ee objects (the thread RNG is not `Send`),
-/// seeded from the thread RNG, itself seeded by the OS.
-fn csprng() -> rand::rngs::StdRng {
-    use rand::SeedableRng;
-    rand::rngs::StdRng::from_rng(&mut rand::rng())
-}
-
-fn now_ms(t0: Instant) -> u64 {
-    u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX)
-}
-
-async fn send_ws(ws: &mut Ws, msg: ClientMessage) -> Result<(), ClientError> {
-    ws.send(Message::Text(proto::encode(msg).into()))
-        .await
-        .map_err(|e| ClientError::Signal(e.to_string()))
-}
-
-/// Next server message; `None` when the connection closed.
-async fn recv_ws(ws: &mut Ws) -> Result<Option<ServerMessage>, ClientError> {
-    loop {
-        match ws.next().await {
-            None => return Ok(None),
-            Some(Err(e)) => return Err(ClientError::Signal(e.to_string())),
-            Some(Ok(Message::Text(t))) => {
-                return proto::parse_server(t.as_str())
-                    .map(Some)
-                    .map_err(|e| ClientError::Protocol(e.to_string()));
-            }
-            Some(Ok(Message::Close(_))) => return Ok(None),
-            Some(Ok(_)) => continue,
-        }
-    }
-}
-
-fn parse_id(s: &str) -> Result<ParticipantId, ClientError> {
-    s.parse()
-        .map_err(|_| ClientError::Protocol("malformed participant id".into()))
-}
-
-async fn run(
-    cfg: ParticipantConfig,
-    call: CallSecret,
-    shared: Arc<Shared>,
-    mut cmds: mpsc::UnboundedReceiver<Command>,
-    talking: Arc<AtomicBool>,
-) -> Result<(), ClientError> {
-    let t0 = Instant::now();
-    let me = cfg.identity.participant_id(&call);
-    let keys = KeyPair::generate(&mut rand::rng());
-    let public = keys.public_bytes();
-    let (mut ws, _) = tokio::time::timeout(
-        cfg.join_timeout,
-        tokio_tungstenite::connect_async(cfg.signal_url.as_str()),
-    )
-    .await
-    .map_err(|_| ClientError::Timeout("connecting to signalling"))?
-    .map_err(|e| ClientError::Signal(e.to_string()))?;
-    send_ws(
-        &mut ws,
-        ClientMessage::Join {
-            conference: conference_id(&call).to_hex(),
-            participant: me.to_hex(),
-            key: hex::encode(public),
-            key_proof: Some(hex::encode(key_proof(&call, &me, &public))),
-        },
-    )
-    .await?;
-    let (you, members, ice_creds, candidates) = tokio::time::timeout(cfg.join_timeout, async {
-        loop {
-            match recv_ws(&mut ws).await? {
-                Some(ServerMessage::Joined {
-                    you,
-                    members,
-                    ice,
-                    candidates,
-                }) => return Ok((you, members, ice, candidates)),
-                Some(ServerMessage::Error { code, message }) => {
-                    return Err(ClientError::Refused { code, message });
-                }
-                Some(_) => continue,
-                None => return Err(ClientError::Signal("closed while joining".into())),
-            }
-        }
-    })
-    .await
-    .map_err(|_| ClientError::Timeout("waiting for `joined`"))??;
-    shared.lock().joined_at = Some(Instant::now());
-
-    let mut bad_proofs = 0;
-    let mut roster = Vec::new();
-    let mut ssrc_owner = HashMap::new();
-    for m in &members {
-        match member_of(&call, m) {
-            Some(member) => {
-                for t in &m.tracks {
-                    for s in &t.ssrcs {
-                        ssrc_owner.insert(*s, member.id);
-                    }
-                }
-                roster.push(member);
-            }
-            None => bad_proofs += 1,
-        }
-    }
-    let transport = HpkeTransport::new(me, keys, Box::new(csprng()));
-    let me_member = Member {
-        id: me,
-        joined_at: you.order,
-        transport_key: public.to_vec(),
-    };
-    let schedule = KeySchedule::new(
-        cfg.schedule,
-        &me_member,
-        roster,
-        transport,
-        Box::new(csprng()),
-        now_ms(t0),
-    )?;
-    let session = E2eeSession::new(schedule);
-
-    let candidate = candidates
-        .first()
-        .ok_or_else(|| ClientError::Protocol("no forwarder candidate".into()))?;
-    let forwarder = candidate
-        .ip
-        .parse::<std::net::IpAddr>()
-        .map(|ip| SocketAddr::new(ip, candidate.port))
-        .map_err(|_| ClientError::Protocol("malformed candidate".into()))?;
-    let bind = cfg.bind.unwrap_or_else(|| {
-        let ip: std::net::IpAddr = if forwarder.ip().is_loopback() {
-            forwarder.ip()
-        } else if forwarder.is_ipv4() {
-            std::net::Ipv4Addr::UNSPECIFIED.into()
-        } else {
-            std::net::Ipv6Addr::UNSPECIFIED.into()
-        };
-        SocketAddr::new(ip, 0)
-    });
-    let sock = UdpSocket::bind(bind).await?;
-    let keylog = match &cfg.key_log {
-        Some(p) => Some(KeyLog::open(p)?),
-        None => None,
-    };
-    let audio = cfg.audio.then(OutStream::new);
-    let mut sel = Selective::new(cfg.selective.clone(), me.to_hex(), talking, t0);
-    for m in &members {
-        sel.on_tracks(&m.participant, &m.tracks);
-    }
-    let simulcast = match cfg.video {
-        Some(v) if sel.simulcast() => Some(sel.start_simulcast(v.packet_bytes, RTP_OVERHEAD)),
-        _ => None,
-    };
-    let video = cfg.video.filter(|_| simulcast.is_none()).map(|v| {
-        let (n, payload) =
-            media::video_frame_plan(v.bitrate_bps, v.fps, v.packet_bytes, RTP_OVERHEAD);
-        (OutStream::new(), n, payload)
-    });
-    let mut eng = Engine {
-        cfg,
-        call,
-        me,
-        t0,
-        session,
-        shared: shared.clone(),
-        ssrc_owner,
-        streams: HashMap::new(),
-        epochs: BTreeSet::new(),
-        sending_generation: None,
-        keylog,
-        audio,
-        video,
-        forwarder,
-        ice: ice_creds,
-        client_ufrag: ice::random_ufrag(),
-        consent_txid: None,
-        outbox: Vec::new(),
-        left: false,
-        sel,
-    };
-    eng.shared.lock().stats.bad_key_proofs = bad_proofs;
-    eng.drain_outputs();
-    // Latch only once the first key is held: the forwarder starts sending on the latch,
-    // and packets that arrive before the key message could never be decrypted.
-    tokio::time::timeout(eng.cfg.join_timeout, async {
-        while !eng.session.can_send() {
-            match recv_ws(&mut ws).await? {
-                Some(m) => eng.on_server(m),
-                None => return Err(ClientError::Signal("closed while waiting for a key".into())),
-            }
-            eng.drain_outputs();
-            eng.flush(&mut ws).await?;
-        }
-        Ok(())
-    })
-    .await
-    .map_err(|_| ClientError::Timeout("waiting for the first key message"))??;
-    eng.latch(&sock).await?;
-
-    let cam = simulcast
-        .clone()
-        .or_else(|| eng.video.as_ref().map(|(v, _, _)| vec![v.ssrc]));
-    let tracks = eng.sel.tracks(eng.audio.as_ref().map(|a| a.ssrc), cam);
-    eng.shared.lock().ssrcs = tracks.iter().flat_map(|t| t.ssrcs.clone()).collect();
-    if !tracks.is_empty() {
-        send_ws(&mut ws, ClientMessage::Publish { tracks }).await?;
-        // Media starts once the forwarder owns our SSRCs (`published`): packets sent
-        // before that would be dropped as coming from SSRCs it does not know.
-        tokio::time::timeout(eng.cfg.join_timeout, async {
-            loop {
-                match recv_ws(&mut ws).await? {
-                    Some(ServerMessage::Published) => return Ok(()),
-                    Some(ServerMessage::Error { code, message })
-                        if code != ErrorCode::UnknownRecipient =>
-                    {
-                        return Err(ClientError::Refused { code, message });
-                    }
-                    Some(m) => eng.on_server(m),
-                    None => return Err(ClientError::Signal("closed while publishing".into())),
-                }
-                eng.drain_outputs();
-                eng.flush(&mut ws).await?;
-            }
-        })
-        .await
-        .map_err(|_| ClientError::Timeout("waiting for `published`"))??;
-    }
-    if let Some(to) = eng.cfg.subscribe.clone() {
-        send_ws(&mut ws, ClientMessage::Subscribe { to: Some(to) }).await?;
-    }
-    if let Some(m) = eng.sel.receive_message() {
-        send_ws(&mut ws, m).await?;
-    }
-    eng.flush(&mut ws).await?;
-    shared.set_phase(Phase::InCall);
-    eng.update_ready();
-
-    let mut audio_tick = tokio::time::interval(Duration::from_millis(20));
-    let frame =
-        Duration::from_secs_f64(1.0 / f64::from(eng.cfg.video.map_or(30, |v| v.fps.max(1))));
-    let mut video_tick = tokio::time::interval(frame);
-    let mut consent_tick = tokio::time::interval(eng.cfg.consent_interval);
-    let mut sel_tick = tokio::time::interval(Duration::from_millis(100));
-    for t in [
-        &mut audio_tick,
-        &mut video_tick,
-        &mut consent_tick,
-        &mut sel_tick,
-    ] {
-        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    }
-    consent_tick.reset();
-    let mut ws_open = true;
-    let mut buf = vec![0u8; 2048];
-    loop {
-        let deadline = eng
-            .session
-            .poll_timeout()
-            .filter(|_| !eng.left)
-            .map(|ms| tokio::time::Instant::from_std(t0 + Duration::from_millis(ms)))
-            .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
-        // Biased: a signalling message that has arrived (tracks, membership, a key) is
-        // handled before the media it enables, which the forwarder only sends after it;
-        // UDP comes last so its steady flow cannot starve the senders' timers.
-        tokio::select! {
-            biased;
-            msg = recv_ws(&mut ws), if ws_open => {
-                match msg {
-                    Ok(Some(m)) => eng.on_server(m),
-                    Ok(None) | Err(_) => {
-                        ws_open = false;
-                        if !eng.left {
-                            // The forwarder keeps our endpoint and the group keeps its
-                            // keys: media goes on with the membership we last knew (the
-                            // ratchet still runs), so a signalling restart does not
-                            // interrupt the call. Rejoining is the application's call.
-                            tracing::warn!("signalling connection lost; media continues");
-                        }
-                    }
-                }
-            }
-            _ = audio_tick.tick(), if eng.audio.is_some() && !eng.left => eng.send_audio(&sock).await,
-            _ = video_tick.tick(), if (eng.video.is_some() || simulcast.is_some()) && !eng.left => eng.send_video(&sock).await,
-            _ = sel_tick.tick(), if !eng.left => eng.selective_tick(&sock).await,
-            _ = consent_tick.tick(), if !eng.left => eng.refresh_consent(&sock).await,
-            _ = tokio::time::sleep_until(deadline) => {
-                if let Err(e) = eng.session.handle_timeout(now_ms(t0)) {
-                    tracing::warn!(error = %e, "key schedule timer");
-                }
-            }
-            cmd = cmds.recv() => match cmd {
-                Some(Command::Leave) => {
-                    if !eng.left && ws_open {
-                        send_ws(&mut ws, ClientMessage::Leave).await?;
-                        // Stop publishing at once; the leave completes on `left`.
-                        eng.audio = None;
-                        eng.video = None;
-                        eng.sel.stop_sending();
-                    }
-                }
-                Some(Command::Probe(packets, reply)) => {
-                    let _ = reply.send(eng.probe(&packets));
-                }
-                Some(Command::Stop) | None => break,
-            },
-            r = sock.recv_from(&mut buf) => {
-                match r {
-                    Ok((n, from)) => match eng.answer_check(&buf[..n], from) {
-                        Some(a) => drop(sock.send_to(&a, from).await),
-                        None => eng.on_datagram(&mut buf[..n], from),
-                    },
-                    // ICMP errors surface here on Linux; the next datagram may be fine.
-                    Err(e) => tracing::debug!(error = %e, "udp receive failed"),
-                }
-            }
-        }
-        eng.drain_outputs();
-        if ws_open {
-            eng.flush(&mut ws).await?;
-        }
-        eng.update_ready();
-    }
-    if ws_open && !eng.left {
-        let _ = ws.close(None).await;
-    }
-    Ok(())
-}
-
-/// A roster member from signalling, if its key proof verifies.
-fn member_of(call: &CallSecret, m: &MemberInfo) -> Option<Member> {
-    let id: ParticipantId = m.participant.parse().ok()?;
-    let key = hex::decode(&m.key).ok()?;
-    let proof = hex::decode(m.key_proof.as_deref()?).ok()?;
-    verify_key_proof(call, &id, &key, &proof).then_some(Member {
-        id,
-        joined_at: m.order,
-        transport_key: key,
-    })
-}
-
-impl Engine {
-    fn now(&self) -> u64 {
-        now_ms(self.t0)
-    }
-
-    async fn flush(&mut self, ws: &mut Ws) -> Result<(), ClientError> {
-        for m in std::mem::take(&mut self.outbox) {
-            send_ws(ws, m).await?;
-        }
-        Ok(())
-    }
-
-    fn update_ready(&self) {
-        if self.session.can_send() {
-            let mut st = self.shared.lock();
-            if st.ready_at.is_none() && st.phase == Some(Phase::InCall) {
-                st.ready_at = Some(Instant::now());
-                drop(st);
-                self.shared.changed.notify_all();
-            }
-        }
-    }
-
-    /// STUN-latches the socket to our endpoint, retrying until a verified answer.
-    async fn latch(&mut self, sock: &UdpSocket) -> Result<(), ClientError> {
-        let deadline = tokio::time::Instant::now() + self.cfg.join_timeout;
-        let mut buf = vec![0u8; 2048];
-        while tokio::time::Instant::now() < deadline {
-            let txid: [u8; 12] = rand::random();
-            let req = ice::binding_request(
-                txid,
-                &self.ice.ufrag,
-                &self.client_ufrag,
-                self.ice.pwd.as_bytes(),
-            );
-            sock.send_to(&req, self.forwarder).await?;
-            let until = tokio::time::Instant::now() + Duration::from_millis(250);
-            while let Ok(r) = tokio::time::timeout_at(until, sock.recv_from(&mut buf)).await {
-                let (n, from) = r?;
-                // The forwarder checks our address before it sends media to it.
-                if let Some(a) = self.answer_check(&buf[..n], from) {
-                    sock.send_to(&a, from).await?;
-                } else if from == self.forwarder
-                    && ice::parse_binding_success(&buf[..n], &txid, self.ice.pwd.as_bytes()).is_ok()
-                {
-                    return Ok(());
-                }
-            }
-        }
-        Err(ClientError::Timeout("latching to the forwarder"))
-    }
-
-    /// Our answer to the forwarder's return-path check, if `pkt` is one.
-    fn answer_check(&self, pkt: &[u8], from: SocketAddr) -> Option<Vec<u8>> {
-        crate::stun_agent::answer(pkt, from, self.forwarder, &self.ice, &self.client_ufrag)
-    }
-
-    async fn refresh_consent(&mut self, sock: &UdpSocket) {
-        if self.consent_txid.take().is_some() {
-            self.shared.lock().stats.consent_missed += 1;
-        }
-        let txid: [u8; 12] = rand::random();
-        let req = ice::binding_request(
-            txid,
-            &self.ice.ufrag,
-            &self.client_ufrag,
-            self.ice.pwd.as_bytes(),
-        );
-        if sock.send_to(&req, self.forwarder).await.is_ok() {
-            self.consent_txid = Some(txid);
-        }
-    }
-
-    fn on_server(&mut self, msg: ServerMessage) {
-        let now = self.now();
-        let result = match msg {
-            ServerMessage::MemberJoined { member } => {
-                self.sel.on_tracks(&member.participant, &member.tracks);
-                for t in &member.tracks {
-                    self.own_tracks(&member.participant, t);
-                }
-                match member_of(&self.call, &member) {
-                    Some(m) => self.session.handle_input(Input::MemberJoined(m), now),
-                    None => {
-                        self.shared.lock().stats.bad_key_proofs += 1;
-                        Ok(())
-                    }
-                }
-            }
-            ServerMessage::MemberLeft { participant } => {
-                self.sel.on_left(&participant);
-                match parse_id(&participant) {
-                    Ok(id) => {
-                        self.ssrc_owner.retain(|_, owner| *owner != id);
-                        self.session.handle_input(Input::MemberLeft(id), now)
-                    }
-                    Err(_) => Ok(()),
-                }
-            }
-            ServerMessage::Tracks {
-                participant,
-                tracks,
-            } => {
-                self.sel.on_tracks(&participant, &tracks);
-                if let Ok(id) = parse_id(&participant) {
-                    self.ssrc_owner.retain(|_, owner| *owner != id);
-                }
-                for t in &tracks {
-                    self.own_tracks(&participant, t);
-                }
-                Ok(())
-            }
-            ServerMessage::Key { from, message } => {
-                match (parse_id(&from), hex::decode(&message)) {
-                    (Ok(from), Ok(bytes)) => {
-                        let r = self.session.handle_input(
-                            Input::KeyMessage {
-                                from,
-                                message: &bytes,
-                            },
-                            now,
-                        );
-                        if r.is_err() {
-                            self.shared.lock().stats.key_messages_refused += 1;
-                        }
-                        r
-                    }
-                    _ => Ok(()),
-                }
-            }
-            ServerMessage::Left => {
-                self.left = true;
-                self.shared.set_phase(Phase::Left(Instant::now()));
-                Ok(())
-            }
-            ServerMessage::Error { code, message } => {
-                tracing::warn!(?code, %message, "signalling refused a request");
-                Ok(())
-            }
-            ServerMessage::Speakers { dominant, recent } => {
-                self.sel.on_speakers(dominant, recent);
-                Ok(())
-            }
-            ServerMessage::Joined { .. } | ServerMessage::Published => Ok(()),
-        };
-        if let Err(e) = result {
-            tracing::debug!(error = %e, "key schedule refused an input");
-        }
-    }
-
-    fn own_tracks(&mut self, participant: &str, t: &Track) {
-        if let Ok(id) = parse_id(participant) {
-            for s in &t.ssrcs {
-                self.ssrc_owner.insert(*s, id);
-            }
-        }
-    }
-
-    fn drain_outputs(&mut self) {
-        while let Some(out) = self.session.poll_output() {
-            match out {
-                Output::SendKeyMessage { to, message } => self.outbox.push(ClientMessage::Key {
-                    to: to.to_hex(),
-                    message: hex::encode(message),
-                }),
-                Output::SendingEpoch(epoch) => self.on_sending_epoch(epoch),
-                Output::EpochInstalled(_) | Output::EpochErased(_) => {}
-            }
-        }
-    }
-
-    fn on_sending_epoch(&mut self, epoch: EpochId) {
-        {
-            let mut st = self.shared.lock();
-            match self.sending_generation {
-                Some(g) if g != epoch.generation() => st.stats.rekeys += 1,
-                Some(_) => st.stats.ratchets += 1,
-                None => {}
-            }
-            self.epochs.insert(epoch.as_u32());
-            st.stats.epochs_seen = self.epochs.len();
-        }
-        self.sending_generation = Some(epoch.generation());
-        if let Some(log) = &mut self.keylog {
-            let own: Vec<u32> = self
-                .audio
-                .iter()
-                .map(|a| a.ssrc)
-                .chain(self.video.iter().map(|v| v.0.ssrc))
-                .chain(self.sel.own_ssrcs())
-                .collect();
-            for ssrc in own {
-                if let Some(line) = self.session.keylog_line(ssrc) {
-                    log.record(ssrc, epoch.as_u32(), &line);
-                }
-            }
-        }
-    }
-
-    fn protect_and_log(&mut self, mut pkt: Vec<u8>, ssrc: u32, seq: u16) -> Option<Vec<u8>> {
-        match self.session.protect_rtp_vec(&mut pkt) {
-            Ok(()) => {
-                let mut st = self.shared.lock();
-                st.stats.sent += 1;
-                st.sent_log
-                    .entry(ssrc)
-                    .or_default()
-                    .push((Instant::now(), seq));
-                Some(pkt)
-            }
-            Err(E2eeError::NoSendingKey) => {
-                self.shared.lock().stats.unsent_no_key += 1;
-                None
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "protecting a packet failed");
-                None
-            }
-        }
-    }
-
-    async fn send_audio(&mut self, sock: &UdpSocket) {
-        let Some(a) = &mut self.audio else { return };
-        let (ssrc, seq) = (a.ssrc, a.seq);
-        let pkt = self.sel.audio_packet(ssrc, seq, a.timestamp, RTP_OVERHEAD);
-        a.seq = a.seq.wrapping_add(1);
-        a.timestamp = a.timestamp.wrapping_add(960);
-        if let Some(p) = self.protect_and_log(pkt, ssrc, seq) {
-            let _ = sock.send_to(&p, self.forwarder).await;
-        }
-    }
-
-    async fn send_video(&mut self, sock: &UdpSocket) {
-        for (ssrc, seq, pkt) in self.sel.video_packets(RTP_OVERHEAD) {
-            if let Some(p) = self.protect_and_log(pkt, ssrc, seq) {
-                let _ = sock.send_to(&p, self.forwarder).await;
-            }
-        }
-        let Some((v, n, payload)) = &mut self.video else {
-            return;
-        };
-        let (n, payload) = (*n, *payload);
-        let ssrc = v.ssrc;
-        let mut burst = Vec::with_capacity(n);
-        for i in 0..n {
-            burst.push((
-                v.seq,
-                media::build_rtp(
-                    ssrc,
-                    v.seq,
-                    v.timestamp,
-                    VIDEO_PT,
-                    i + 1 == n,
-                    payload,
-                    RTP_OVERHEAD,
-                ),
-            ));
-            v.seq = v.seq.wrapping_add(1);
-        }
-        v.timestamp = v
-            .timestamp
-            .wrapping_add(90_000 / self.cfg.video.map_or(30, |c| c.fps.max(1)));
-        for (seq, pkt) in burst {
-            if let Some(p) = self.protect_and_log(pkt, ssrc, seq) {
-                let _ = sock.send_to(&p, self.forwarder).await;
-            }
-        }
-    }
-
-    fn on_datagram(&mut self, data: &mut [u8], from: SocketAddr) {
-        let now = self.now();
-        if from != self.forwarder {
-            self.shared.lock().stats.foreign += 1;
-            return;
-        }
-        let Some(&first) = data.first() else { return };
-        if first <= 3 {
-            if let Some(txid) = self.consent_txid
-                && ice::parse_binding_success(data, &txid, self.ice.pwd.as_bytes()).is_ok()
-            {
-                self.consent_txid = None;
-                self.shared.lock().stats.consent_ok += 1;
-            }
-            return;
-        }
-        // RFC 5761: payload types 192-223 in the second octet are RTCP.
-        if (128..=191).contains(&first) && data.len() >= 8 && (192..=223).contains(&data[1]) {
-            if !self.left {
-                self.on_rtcp(data, now);
-            }
-            return;
-        }
-        if !(128..=191).contains(&first) || data.len() < RTP_HEADER {
-            self.shared.lock().stats.ignored += 1;
-            return;
-        }
-        let ssrc = u32::from_be_bytes([data[8], data[9], data[10], data[11]]);
-        let seq = u16::from_be_bytes([data[2], data[3]]);
-        if self.left {
-            let mut st = self.shared.lock();
-            st.stats.received_after_leave += 1;
-            st.after_leave.push((ssrc, seq, Instant::now()));
-            return;
-        }
-        {
-            let mut st = self.shared.lock();
-            st.stats.received += 1;
-            if self.cfg.record > 0 {
-                if st.capture.len() >= self.cfg.record {
-                    st.capture.pop_front();
-                }
-                st.capture.push_back(Captured {
-                    at: Instant::now(),
-                    data: data.to_vec(),
-                });
-            }
-        }
-        let epoch = read_mki(data).ok();
-        let Some(sender) = self.ssrc_owner.get(&ssrc).copied() else {
-            tracing::debug!("packet from an unmapped SSRC");
-            self.shared.lock().stats.unknown_sender += 1;
-            return;
-        };
-        let wire_len = data.len();
-        let result = self.session.unprotect_rtp(&sender, data, now);
-        let mut st = self.shared.lock();
-        match result {
-            Ok(len) => {
-                let ok = blindfold_e2ee::srtp::parse_rtp_header(&data[..len]).is_ok_and(|h| {
-                    if self.sel.is_video(ssrc) {
-                        self.sel.on_video(ssrc, seq, &data[h.len..len], wire_len)
-                    } else {
-                        media::check_payload(ssrc, seq, &data[h.len..len])
-                    }
-                });
-                if !ok {
-                    st.stats.content_errors += 1;
-                    st.stats.failed += 1;
-                    return;
-                }
-                st.stats.decrypted += 1;
-                let s = self.streams.entry(ssrc).or_default();
-                s.on_packet(seq, now);
-                st.stats.max_gap_ms = st.stats.max_gap_ms.max(s.max_gap_ms);
-                st.stats.lost = self.streams.values().map(StreamStats::lost).sum();
-                st.stats.reordered = self.streams.values().map(|s| s.reordered).sum();
-                if let Some(e) = epoch {
-                    self.epochs.insert(e.as_u32());
-                    st.stats.epochs_seen = self.epochs.len();
-                    if let Some(log) = &mut self.keylog
-                        && let Some(line) = self.session.keylog_line_for(&sender, ssrc, e)
-                    {
-                        log.record(ssrc, e.as_u32(), &line);
-                    }
-                }
-            }
-            Err(E2eeError::Srtp(SrtpError::UnknownEpoch(e))) => {
-                tracing::debug!(epoch = %e, sending = ?self.session.sending_epoch(), "no key for a packet");
-                st.stats.no_key += 1;
-            }
-            Err(E2eeError::Srtp(SrtpError::Replay | SrtpError::TooOld)) => st.stats.replayed += 1,
-            Err(E2eeError::UnknownParticipant(_)) => st.stats.unknown_sender += 1,
-            Err(e) => {
-                tracing::debug!(error = %e, "a received packet failed");
-                st.stats.failed += 1;
-            }
-        }
-    }
-
-    /// Receiver feedback from the forwarder (SRTCP, E=0): a key frame request for one of
-    /// our simulcast layers.
-    fn on_rtcp(&mut self, data: &mut [u8], now: u64) {
-        let sender = u32::from_be_bytes([data[4], data[5], data[6], data[7]]);
-        let Some(from) = self.ssrc_owner.get(&sender).copied() else {
-            self.shared.lock().stats.ignored += 1;
-            return;
-        };
-        match self.session.unprotect_rtcp(&from, data, now) {
-            Ok(opened) => self.sel.on_rtcp(&data[..opened.len]),
-            Err(_) => self.shared.lock().stats.ignored += 1,
-        }
-    }
-
-    /// Selective forwarding's periodic work: key frame requests (PLI, as SRTCP with E=0
-    /// from our audio SSRC) for videos that should be coming and are not, a layer change
-    /// to tell signalling about, and the counters for the handle.
-    async fn selective_tick(&mut self, sock: &UdpSocket) {
-        let plis = self.sel.tick();
-        if let Some(me) = self.audio.as_ref().map(|a| a.ssrc) {
-            for media_ssrc in plis {
-                let mut pli = vec![0x81, 206, 0, 2];
-                pli.extend_from_slice(&me.to_be_bytes());
-                pli.extend_from_slice(&media_ssrc.to_be_bytes());
-                if self.session.protect_rtcp_vec(&mut pli).is_ok() {
-                    let _ = sock.send_to(&pli, self.forwarder).await;
-                }
-            }
-        }
-        if let Some(m) = self.sel.take_layer_change() {
-            self.outbox.push(m);
-        }
-        let (starts, speakers) = self.sel.drain_logs();
-        let mut st = self.shared.lock();
-        st.stats.selective = self.sel.stats();
-        st.starts.extend(starts);
-        st.speakers.extend(speakers);
-        st.per_publisher = self.sel.per_publisher();
-    }
-
-    /// Every key this participant holds or can derive, tried on every packet.
-    fn probe(&self, packets: &[Vec<u8>]) -> ProbeReport {
-        let schedule = self.session.schedule();
-        let mut senders: Vec<ParticipantId> = schedule.members().copied().collect();
-        senders.push(self.me);
-        let held: Vec<EpochId> = schedule.held_epochs().collect();
-        let mut report = ProbeReport::default();
-        for pkt in packets {
-            report.tried += 1;
-            let Ok(named) = read_mki(pkt) else { continue };
-            let mut epochs = held.clone();
-            epochs.push(named);
-            let ssrc = pkt
-                .get(8..12)
-                .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
-            let owners: Vec<ParticipantId> = match ssrc.and_then(|s| self.ssrc_owner.get(&s)) {
-                Some(o) => vec![*o],
-                None => senders.clone(),
-            };
-            let opened = owners.iter().any(|sender| {
-                epochs.iter().any(|&epoch| {
-                    let Some(master) = schedule.receive_master(sender, epoch) else {
-                        return false;
-                    };
-                    let keys = SrtpKeys::derive(master.key(), master.salt(), Some(epoch));
-                    (0..=2u32).any(|roc| {
-                        let mut copy = pkt.clone();
-                        let n = copy.len();
-                        // Name the key being tried, so only the tag decides.
-                        copy[n - 4..].copy_from_slice(&epoch.to_bytes());
-                        keys.decrypt_rtp(&mut copy, roc).is_ok()
-                    })
-                })
-            });
-            if opened {
-                report.opened += 1;
-            }
-        }
-        report
     }
 }

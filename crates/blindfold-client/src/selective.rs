@@ -403,6 +403,11 @@ impl Selective {
             .unwrap_or_default()
     }
 
+    /// Whether simulcast video goes out.
+    pub fn sending(&self) -> bool {
+        self.sender.is_some()
+    }
+
     /// Stops publishing video (the leave has begun).
     pub fn stop_sending(&mut self) {
         self.sender = None;

@@ -312,6 +312,47 @@ if #last > 0 then cursor = last[1][1] end
 return snapshot(cursor)
 "#;
 
+/// KEYS: lock, dirty. ARGV: holder, ttl ms. Takes the lock, or marks the call dirty so
+/// the holder goes round once more before it lets go.
+const LOCK: &str = r#"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  redis.call('DEL', KEYS[2])
+  return 1
+end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
+return 0
+"#;
+
+/// KEYS: lock, dirty. ARGV: holder, ttl ms. Releases the lock unless a change arrived
+/// meanwhile (then keeps it, renewed: 'again'); 'lost' when another holds it.
+const UNLOCK: &str = r#"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 'lost' end
+if redis.call('DEL', KEYS[2]) == 1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 'again'
+end
+redis.call('DEL', KEYS[1])
+return 'released'
+"#;
+
+static LOCK_S: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(LOCK));
+static UNLOCK_S: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(UNLOCK));
+
+/// What releasing a reconcile lock found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unlock {
+    /// Released: nothing changed while it was held.
+    Released,
+    /// Kept: another instance changed the call meanwhile; reconcile again, then unlock.
+    Again,
+    /// Not held any more (it expired and another instance took it).
+    Lost,
+}
+
 fn compile(body: &str) -> redis::Script {
     redis::Script::new(&format!("{PRELUDE}\n{body}"))
 }
@@ -618,6 +659,61 @@ impl Cluster {
         let map: BTreeMap<String, String> =
             redis::AsyncCommands::hgetall(&mut self.conn(), CallKeys::new(call).links).await?;
         map.into_iter().map(|(k, v)| Ok((k, json(&v)?))).collect()
+    }
+
+    /// Takes `call`'s reconcile lock for `holder` (one instance at a time brings the
+    /// call's forwarders in line with its state) for at most `ttl`. When another holds
+    /// it, marks the call dirty, so that holder reconciles once more before releasing,
+    /// and returns false: the change is not lost, and this instance need not wait.
+    pub async fn lock_call(&self, call: &str, holder: &str, ttl: Duration) -> Result<bool, Error> {
+        check_id(call, "call id")?;
+        check_id(holder, "instance id")?;
+        let keys = CallKeys::new(call);
+        let taken: u8 = LOCK_S
+            .key(&keys.lock)
+            .key(&keys.dirty)
+            .arg(holder)
+            .arg(schema::ms(ttl))
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(taken == 1)
+    }
+
+    /// Releases the lock [`Cluster::lock_call`] took, unless the call changed meanwhile.
+    pub async fn unlock_call(
+        &self,
+        call: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Unlock, Error> {
+        check_id(call, "call id")?;
+        let keys = CallKeys::new(call);
+        let r: String = UNLOCK_S
+            .key(&keys.lock)
+            .key(&keys.dirty)
+            .arg(holder)
+            .arg(schema::ms(ttl))
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(match r.as_str() {
+            "released" => Unlock::Released,
+            "again" => Unlock::Again,
+            _ => Unlock::Lost,
+        })
+    }
+
+    /// Deletes every key of `call` at once (a call ended by its owner, or a load run's
+    /// placement after the run).
+    pub async fn forget_call(&self, call: &str) -> Result<(), Error> {
+        check_id(call, "call id")?;
+        let keys = CallKeys::new(call);
+        let mut cmd = redis::cmd("DEL");
+        for k in keys.all() {
+            cmd.arg(k);
+        }
+        cmd.arg(&keys.lock).arg(&keys.dirty);
+        let _: u64 = cmd.query_async(&mut self.conn()).await?;
+        Ok(())
     }
 
     /// A consistent view of `call` (empty when it does not exist).

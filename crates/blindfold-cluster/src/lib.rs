@@ -158,4 +158,65 @@ impl Cluster {
         out.dedup();
         Ok(out)
     }
+
+    /// Every key under [`schema::PREFIX`] with its whole content as text (hash fields
+    /// and values, set and sorted-set members, stream entries' fields), for the keyspace
+    /// audit: what a reader of this Redis could learn.
+    pub async fn dump(&self) -> Result<Vec<(String, String)>, Error> {
+        let mut conn = self.conn();
+        let mut out = Vec::new();
+        for key in self.keys().await? {
+            let kind: String = redis::cmd("TYPE").arg(&key).query_async(&mut conn).await?;
+            let text = match kind.as_str() {
+                "string" => redis::cmd("GET")
+                    .arg(&key)
+                    .query_async::<Option<String>>(&mut conn)
+                    .await?
+                    .unwrap_or_default(),
+                "hash" => redis::cmd("HGETALL")
+                    .arg(&key)
+                    .query_async::<Vec<String>>(&mut conn)
+                    .await?
+                    .join(" "),
+                "set" => redis::cmd("SMEMBERS")
+                    .arg(&key)
+                    .query_async::<Vec<String>>(&mut conn)
+                    .await?
+                    .join(" "),
+                "zset" => redis::cmd("ZRANGE")
+                    .arg(&key)
+                    .arg(0)
+                    .arg(-1)
+                    .arg("WITHSCORES")
+                    .query_async::<Vec<String>>(&mut conn)
+                    .await?
+                    .join(" "),
+                "stream" => {
+                    let r: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+                        .arg(&key)
+                        .arg("-")
+                        .arg("+")
+                        .query_async(&mut conn)
+                        .await?;
+                    let mut t = String::new();
+                    for e in r.ids {
+                        t.push_str(&e.id);
+                        let mut fields: Vec<_> = e.map.iter().collect();
+                        fields.sort_by(|a, b| a.0.cmp(b.0));
+                        for (k, v) in fields {
+                            let v = redis::from_redis_value_ref::<String>(v).unwrap_or_default();
+                            t.push_str(&format!(" {k}={v}"));
+                        }
+                        t.push('\n');
+                    }
+                    t
+                }
+                // A key that expired between SCAN and TYPE.
+                "none" => continue,
+                other => format!("<{other}>"),
+            };
+            out.push((key, text));
+        }
+        Ok(out)
+    }
 }

@@ -20,6 +20,8 @@
 //! | `bf:call:{call}:seq` | string | the call's | the join counter |
 //! | `bf:call:{call}:events` | stream | the call's | the call's message bus |
 //! | `bf:call:{call}:links` | hash | the call's | relay links between its nodes (JSON) |
+//! | `bf:call:{call}:lock` | string | its own, ≤ 30 s | the instance reconciling the call's forwarders |
+//! | `bf:call:{call}:dirty` | string | its own, ≤ 30 s | a change arrived while the lock was held |
 //!
 //! "The call's" lifetime: every write to a call sets [`CALL_TTL`] on all its keys, and
 //! the signalling instances holding its members renew it; when the last member leaves,
@@ -118,6 +120,10 @@ pub struct CallKeys {
     pub events: String,
     /// `…:links`
     pub links: String,
+    /// `…:lock` (not in [`CallKeys::all`]: it keeps its own short TTL).
+    pub lock: String,
+    /// `…:dirty` (not in [`CallKeys::all`]).
+    pub dirty: String,
 }
 
 impl CallKeys {
@@ -135,6 +141,8 @@ impl CallKeys {
             seq: k("seq"),
             events: k("events"),
             links: k("links"),
+            lock: k("lock"),
+            dirty: k("dirty"),
         }
     }
 

@@ -1,29 +1,31 @@
 //! Ephemeral identifiers: what the forwarder, the signalling service and their logs see.
 //!
-//! Owns: the per-call secret, the conference id and participant-device ids derived from it,
-//! and random per-call SSRCs and RTCP CNAMEs.
+//! Owns: the per-call secret and the keys and conference id derived from it, random
+//! per-join participant ids, and random per-call SSRCs and RTCP CNAMEs.
 //!
-//! Must not touch: long-term identities beyond hashing them into ids, keys for media.
+//! Must not touch: long-term identities (none enter here), media keys.
 //!
-//! Every id is `HMAC-SHA256(call secret, label || fields)[0..16]` where the label and each
-//! field are length-prefixed (u32, big-endian), so no two distinct field lists encode to
-//! the same input. Without the call secret the ids of one user in two calls are unrelated
-//! pseudo-random values: they cannot be linked to each other or to the user.
+//! Keys derived from the call secret are `HMAC-SHA256(call secret, len ‖ label)` with
+//! distinct labels. The conference id is a hash of the join key, so the signalling service
+//! can check that the first member knows the call secret, and ids of two calls are
+//! unrelated pseudo-random values. Participant ids are random per join: nothing links two
+//! joins of one device, in one call or across calls.
 
 use std::fmt;
 use std::str::FromStr;
 
 use hmac::{Hmac, KeyInit, Mac};
 use rand::{CryptoRng, Rng};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 use thiserror::Error;
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 /// Length of an ephemeral id on the wire (before hex encoding).
 pub const ID_LEN: usize = 16;
 
 const LABEL_CONFERENCE: &[u8] = b"blindfold/v1 conference id";
-const LABEL_PARTICIPANT: &[u8] = b"blindfold/v1 participant id";
+const LABEL_JOIN_KEY: &[u8] = b"blindfold/v1 join key";
+const LABEL_ADMISSION_KEY: &[u8] = b"blindfold/v1 admission key";
 
 /// A hex id string that does not decode to 16 octets.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -49,31 +51,52 @@ impl CallSecret {
         &self.0
     }
 
-    fn derive(&self, label: &[u8], fields: &[&[u8]]) -> [u8; ID_LEN] {
+    fn derive(&self, label: &[u8]) -> Zeroizing<[u8; 32]> {
         // HMAC accepts keys of any length; 32 octets cannot fail.
         let mut mac =
             <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0).expect("HMAC takes any key length");
-        for part in std::iter::once(label).chain(fields.iter().copied()) {
-            let len = u32::try_from(part.len()).unwrap_or(u32::MAX);
-            mac.update(&len.to_be_bytes());
-            mac.update(part);
-        }
-        let full = mac.finalize().into_bytes();
-        let mut id = [0u8; ID_LEN];
-        id.copy_from_slice(&full[..ID_LEN]);
-        id
+        mac.update(&u32::try_from(label.len()).unwrap_or(u32::MAX).to_be_bytes());
+        mac.update(label);
+        let mut out = Zeroizing::new([0u8; 32]);
+        out.copy_from_slice(&mac.finalize().into_bytes());
+        out
     }
 
-    /// The call's ephemeral conference id.
+    /// The key a joiner answers the signalling service's challenge with. The service
+    /// learns it from the conference's first member (checked against the conference id,
+    /// which commits to it); it opens nothing and admits no one to the group.
+    pub fn join_key(&self) -> Zeroizing<[u8; 32]> {
+        self.derive(LABEL_JOIN_KEY)
+    }
+
+    /// The key of the members' credential proofs (see [`crate::group`]). Never leaves the
+    /// participants: with it, the delivery service could mint a member.
+    pub fn admission_key(&self) -> Zeroizing<[u8; 32]> {
+        self.derive(LABEL_ADMISSION_KEY)
+    }
+
+    /// The call's ephemeral conference id: `SHA-256(label ‖ join key)[..16]`, so whoever
+    /// shows a join key the id commits to knows the call secret (the signalling service
+    /// checks this with `blindfold_signal::proto::conference_id_for`).
     pub fn conference_id(&self) -> ConferenceId {
-        ConferenceId(self.derive(LABEL_CONFERENCE, &[]))
+        ConferenceId(conference_id_for(&self.join_key()))
     }
+}
 
-    /// A participant device's ephemeral id in this call, from its long-term user and device
-    /// identifiers (which never leave the client).
-    pub fn participant_id(&self, user: &[u8], device: &[u8]) -> ParticipantId {
-        ParticipantId(self.derive(LABEL_PARTICIPANT, &[user, device]))
-    }
+/// `SHA-256(len ‖ label ‖ join key)[..16]`.
+pub fn conference_id_for(join_key: &[u8; 32]) -> [u8; ID_LEN] {
+    let mut h = Sha256::new();
+    h.update(
+        u32::try_from(LABEL_CONFERENCE.len())
+            .unwrap_or(u32::MAX)
+            .to_be_bytes(),
+    );
+    h.update(LABEL_CONFERENCE);
+    h.update(join_key);
+    let full = h.finalize();
+    let mut id = [0u8; ID_LEN];
+    id.copy_from_slice(&full[..ID_LEN]);
+    id
 }
 
 impl fmt::Debug for CallSecret {
@@ -129,9 +152,19 @@ ephemeral_id!(
     ConferenceId
 );
 ephemeral_id!(
-    /// A participant device's ephemeral id in one call.
+    /// A participant's ephemeral id for one join of one call: random, so two joins of the
+    /// same device (or two calls) are unlinkable, and an id is never reused in a call.
     ParticipantId
 );
+
+impl ParticipantId {
+    /// A fresh random id for one join.
+    pub fn random(rng: &mut impl CryptoRng) -> Self {
+        let mut bytes = [0u8; ID_LEN];
+        rng.fill_bytes(&mut bytes);
+        Self(bytes)
+    }
+}
 
 /// A random SSRC for one of this call's streams (never 0, which some stacks treat as unset).
 pub fn random_ssrc(rng: &mut impl Rng) -> u32 {
@@ -155,21 +188,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ids_are_deterministic_per_call_and_unlinkable_across_calls() {
+    fn conference_ids_commit_to_the_join_key_and_differ_per_call() {
         let a = CallSecret::from_bytes([1; 32]);
         let b = CallSecret::from_bytes([2; 32]);
-        assert_eq!(
-            a.participant_id(b"alice", b"phone"),
-            a.participant_id(b"alice", b"phone")
-        );
-        assert_ne!(
-            a.participant_id(b"alice", b"phone"),
-            b.participant_id(b"alice", b"phone")
-        );
+        assert_eq!(a.conference_id(), a.conference_id());
         assert_ne!(a.conference_id(), b.conference_id());
-        // Length prefixes keep ("ab","c") and ("a","bc") apart.
-        assert_ne!(a.participant_id(b"ab", b"c"), a.participant_id(b"a", b"bc"));
-        let id = a.participant_id(b"alice", b"phone");
+        assert_eq!(
+            a.conference_id().as_bytes(),
+            &conference_id_for(&a.join_key())
+        );
+        assert_ne!(*a.join_key(), *a.admission_key());
+        let id = ParticipantId::random(&mut rand::rng());
+        assert_ne!(id, ParticipantId::random(&mut rand::rng()));
         assert_eq!(id.to_hex().len(), 32);
         assert_eq!(id.to_hex().parse::<ParticipantId>(), Ok(id));
         assert!("xyz".parse::<ParticipantId>().is_err());

@@ -1,36 +1,35 @@
-//! blindfold-e2ee: the participants' end-to-end encryption core: SRTP (AEAD_AES_128_GCM)
-//! under a rotating group key, key messages sealed per recipient, and ephemeral
-//! identifiers.
+//! blindfold-e2ee: the participants' end-to-end encryption core: an MLS group (RFC 9420,
+//! through openmls) for membership, SRTP (AEAD_AES_128_GCM) under media keys exported from
+//! the group's epochs, and ephemeral identifiers.
 //!
 //! Owns everything that needs a key. Must not touch sockets, clocks or signalling (time is
 //! an argument, messages are returned). No server crate may depend on it:
-//! `blindfold-forwarder`'s dependency graph holding no AEAD, HPKE or e2ee crate is checked
-//! by `tests/forwarder_keyless.rs`.
+//! `blindfold-forwarder`'s dependency graph holding no AEAD, HPKE, MLS or e2ee crate is
+//! checked by `tests/forwarder_keyless.rs`.
 //!
-//! # From membership events to protect/unprotect
+//! # From group events to protect/unprotect
 //! ```no_run
 //! use blindfold_e2ee::*;
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! // 1. The call secret arrives through the sealed channel; ids derive from it.
+//! // 1. The call secret arrives out of band; the conference id derives from it, the
+//! //    participant id is fresh for this join.
 //! let call = CallSecret::from_bytes([7; 32]);
-//! let me = call.participant_id(b"alice", b"laptop");
-//! let keys = KeyPair::generate(&mut rand::rng());
-//! // 2. Signalling admits us with a join order and the current roster.
-//! let member = Member { id: me, joined_at: 42, transport_key: keys.public_bytes().to_vec() };
-//! let roster: Vec<Member> = Vec::new();
-//! let transport = HpkeTransport::new(me, keys, system_rng());
+//! let me = ParticipantId::random(&mut rand::rng());
+//! let mut session = E2eeSession::new(ScheduleConfig::default(), &call, me)?;
+//! // 2. Join through signalling with a KeyPackage; alone, start the group, otherwise a
+//! //    member's Commit adds us and signalling hands us the Welcome.
+//! let key_package = session.key_package()?;
 //! let now = 0; // the caller's monotonic clock, in ms
-//! let schedule = KeySchedule::new(ScheduleConfig::default(), &member, roster, transport,
-//!                                 system_rng(), now)?;
-//! let mut session = E2eeSession::new(schedule);
-//! // 3. Feed events, drain outputs, honour the timer.
-//! # let (bob, bytes): (ParticipantId, Vec<u8>) = (me, vec![]);
-//! session.handle_input(Input::KeyMessage { from: bob, message: &bytes }, now).ok();
+//! session.start_alone(now)?;
+//! // 3. Feed what signalling delivers, drain outputs, honour the timer.
+//! # let bytes: Vec<u8> = vec![];
+//! session.handle_input(Input::Handshake(&bytes), now);
 //! while let Some(out) = session.poll_output() {
 //!     match out {
-//!         Output::SendKeyMessage { to, message } => { /* signalling.send(to, message) */ }
-//!         Output::SendingEpoch(epoch) => { /* optionally write session.keylog_line(ssrc) */ }
-//!         Output::EpochInstalled(_) | Output::EpochErased(_) => {}
+//!         Output::SendHandshake { message, welcome } => { /* signalling.send(...) */ }
+//!         Output::Epoch { code, .. } => { /* show the verification code */ }
+//!         Output::State(state) => { /* show Sending / Stalled */ }
+//!         _ => {}
 //!     }
 //! }
 //! if let Some(at) = session.poll_timeout() { /* call session.handle_timeout(at) then */ }
@@ -38,30 +37,33 @@
 //! //    sender that signalling maps the SSRC to.
 //! let mut packet = vec![0x80, 96, 0, 1, 0, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3];
 //! session.protect_rtp_vec(&mut packet)?;
-//! # Ok(()) }
+//! # let _ = key_package; Ok(()) }
 //! ```
-//! - [`KeySchedule`] decides keys ([`schedule`] documents the design and the argument that
-//!   no two senders share a (key, nonce)); [`E2eeSession`] adds per-stream SRTP state.
+//! - [`group::MlsMember`] is the MLS client (credential, KeyPackages, admission, commits);
+//!   [`E2eeSession`] decides who commits when and fails closed ([`session`] documents the
+//!   rules); [`KeySchedule`] turns epoch secrets into ratcheted per-sender SRTP keys
+//!   ([`schedule`] documents the design and why no two senders share a (key, nonce)).
 //! - [`SrtpKeys`], [`SrtpSender`] and [`SrtpReceiver`] are usable on their own (e.g. by
 //!   the load tool) for raw SRTP with or without an MKI.
-//! - [`HpkeTransport`] implements [`KeyTransport`]; plug in your own messenger instead.
 //! - [`keylog_line`] formats `SRTP <ssrc> <epoch> <key> <salt>` for `--key-log`.
 
+pub mod group;
 pub mod ids;
 pub mod schedule;
-pub mod seal;
 pub mod session;
+pub mod sim;
 pub mod srtp;
 
-pub use ids::{BadId, CallSecret, ConferenceId, ID_LEN, ParticipantId, random_cname, random_ssrc};
-pub use schedule::{
-    HANDOVER_SKIP, Input, KeySchedule, Member, Output, ScheduleConfig, ScheduleError, SenderMaster,
+pub use group::{
+    CIPHERSUITE, EpochChange, GroupError, MEDIA_EXPORTER_LABEL, MlsMember, Processed,
+    verification_code,
 };
-pub use seal::{
-    BoxRng, HpkeTransport, KeyMessageHeader, KeyPair, KeyPurpose, KeyTransport, SealError,
-    open_key_message, seal_key_message, system_rng,
+pub use ids::{
+    BadId, CallSecret, ConferenceId, ID_LEN, ParticipantId, conference_id_for, random_cname,
+    random_ssrc,
 };
-pub use session::{E2eeError, E2eeSession};
+pub use schedule::{KeyEvent, KeySchedule, ScheduleConfig, SenderMaster};
+pub use session::{E2eeError, E2eeSession, Input, Output, Refusals, SendState, StallReason};
 pub use srtp::{
     EpochId, MKI_LEN, OpenedRtcp, REPLAY_WINDOW, RTCP_OVERHEAD, RTP_OVERHEAD, SrtpError, SrtpKeys,
     SrtpReceiver, SrtpSender, TAG_LEN, keylog_line, read_mki, rtcp_needs_encryption,

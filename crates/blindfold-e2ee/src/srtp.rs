@@ -95,9 +95,9 @@ pub enum SrtpError {
 
 /// A key epoch as carried in the MKI: `generation(16) | step(16)`.
 ///
-/// A generation starts with a fresh random secret (after a leave or a new key generator);
+/// A generation is an MLS epoch: it starts with that epoch's exported secret;
 /// steps within it are one-way ratchets, so a receiver holding step `s` can derive `s+k`
-/// locally while it knows it needs a key message for any other generation.
+/// locally while it knows it needs the group's Commit for any other generation.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EpochId(u32);
 

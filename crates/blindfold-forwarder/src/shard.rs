@@ -2,15 +2,17 @@
 //! in batches with recvmmsg, routing through its private [`Router`] and sending the
 //! copies in batches with sendmmsg.
 //!
-//! Per wake: one `recvmmsg` per batch until a short one shows the queue drained (GRO
-//! buffers when the kernel coalesced a burst); every datagram, coalesced or not, routed
-//! on its own by the router, so source, SSRC ownership, ingress limits and RTCP routing
-//! hold per datagram; then the router's transmits grouped into messages. A run of
-//! consecutive datagrams of equal size (the last may be shorter) that go to the same
-//! destinations from the same local address is sent to each destination as one
-//! segmented send (UDP GSO): a video frame's burst costs the kernel one pass per
-//! subscriber instead of one per packet. Anything else is one datagram per message. A
-//! coalesced buffer whose datagrams route differently is split the same way.
+//! Per wake: an idle shard sleeps in `epoll_wait`; a busy one sleeps in
+//! `recvmmsg(MSG_WAITFORONE)` itself, so forwarding costs two syscalls per wake, as the
+//! minimal loop does (see `Shard::run`). Each batch (GRO buffers when the kernel
+//! coalesced a burst) is routed datagram by datagram, so source, SSRC ownership,
+//! ingress limits and RTCP routing hold per datagram; then the router's transmits are
+//! grouped into messages. A run of consecutive datagrams of equal size (the last may be
+//! shorter) that go to the same destinations from the same local address is sent to
+//! each destination as one segmented send (UDP GSO): a video frame's burst costs the
+//! kernel one pass per subscriber instead of one per packet. Anything else is one
+//! datagram per message. A coalesced buffer whose datagrams route differently is split
+//! the same way.
 //!
 //! Owns all media I/O of the shard and nothing else: routing decisions are the router's,
 //! routing state changes come from the control thread as ordered updates. Nothing here
@@ -42,6 +44,10 @@ const WAKER: Token = Token(1);
 const SEND_CHUNK: usize = 1024;
 /// How often idle shards publish their latency histogram and table gauges.
 const PUBLISH_EVERY: Duration = Duration::from_millis(500);
+/// How long a busy shard waits in `recvmmsg` for the next datagram before it goes back
+/// to the poll (where the control thread's waker reaches it). Also the longest a stop
+/// request waits.
+const HOLD: Duration = Duration::from_millis(20);
 /// Most datagrams routed between two flushes. Their numbers are the router's buffer ids
 /// and must stay below [`REPLY_BASE`].
 const WINDOW: usize = 4096;
@@ -90,6 +96,10 @@ pub fn spawn(
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
     let index = spec.index;
     let core = spec.core;
+    // Blocking, so that a busy shard can wait in recvmmsg itself (MSG_WAITFORONE), with
+    // HOLD as the longest wait; every other call passes MSG_DONTWAIT.
+    spec.socket.set_nonblocking(false)?;
+    spec.socket.set_read_timeout(Some(HOLD))?;
     let mut shard = Shard::new(spec, updates, events, metrics);
     poll.registry()
         .register(&mut shard.socket, SOCKET, Interest::READABLE)?;
@@ -226,6 +236,12 @@ impl Shard {
         }
     }
 
+    /// Two modes. Idle, the shard waits in `epoll_wait` for a datagram, the control
+    /// thread's waker or the publish period. Once datagrams flow, it waits for the next
+    /// batch inside `recvmmsg(MSG_WAITFORONE)` itself, as the minimal forwarding loop
+    /// does: two syscalls per wake (receive, send) instead of three, the poll's being
+    /// the one a busy shard does not need. After [`HOLD`] without a datagram it goes
+    /// back to the poll, so the waker is never ignored for longer than that.
     fn run(&mut self, mut poll: Poll, stop: &AtomicBool) -> io::Result<()> {
         let mut events = Events::with_capacity(16);
         loop {
@@ -239,13 +255,43 @@ impl Shard {
                 return Ok(());
             }
             // Edge-triggered: drain the socket, whatever woke us.
-            let now = self.drain_socket(stop);
-            // Periodic router work (audio activity reports for speaker detection).
-            self.router.poll(now);
-            for ev in self.router.drain_events() {
-                let _ = self.events.send(ev);
+            let mut now = self.drain_socket(stop);
+            let mut errors = 0;
+            loop {
+                self.publish(now);
+                if stop.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+                match self.rx.recv_wait(&self.socket) {
+                    Ok(n) => {
+                        errors = 0;
+                        if stop.load(Ordering::Relaxed) {
+                            return Ok(());
+                        }
+                        // As in the drain: updates before routing.
+                        self.apply_updates();
+                        now = self.process(n);
+                    }
+                    // HOLD passed without a datagram: back to the poll.
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        break;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        self.log_io_error("recv", &e);
+                        errors += 1;
+                        if errors > 64 {
+                            break;
+                        }
+                    }
+                }
             }
-            self.publish(now);
+            self.publish(Instant::now());
         }
     }
 
@@ -568,6 +614,12 @@ impl Shard {
     /// histogram costs more than forwarding a small batch. The poll timeout is the same
     /// period, so an idle shard still publishes.
     fn publish(&mut self, now: Instant) {
+        // Periodic router work first (audio activity reports for speaker detection, due
+        // every 100 ms), so its events leave with this wake's.
+        self.router.poll(now);
+        for ev in self.router.drain_events() {
+            let _ = self.events.send(ev);
+        }
         let m = &self.metrics[self.index];
         m.publish(&self.router.take_counters());
         if now.duration_since(self.last_publish) >= PUBLISH_EVERY {

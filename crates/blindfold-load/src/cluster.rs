@@ -63,8 +63,10 @@ pub struct Node {
 
 /// The participants' placement and the calls' relay plans for one run.
 pub struct ClusterCalls {
-    /// The forwarders, in registry order (by id).
-    pub nodes: Vec<Node>,
+    /// The forwarders' ids, in the cluster target's order.
+    pub ids: Vec<String>,
+    /// Their media addresses.
+    pub medias: Vec<SocketAddr>,
     /// The forwarder index of each participant.
     pub at: Vec<usize>,
     /// Each conference's relay plan.
@@ -108,7 +110,7 @@ impl ClusterCalls {
     /// Lays out `topo` over `nodes` (at least one): `place(conference, member)` gives the
     /// node index of each participant.
     pub fn new(
-        nodes: Vec<Node>,
+        nodes: &[Node],
         topo: &Topology,
         mut place: impl FnMut(usize, usize) -> usize,
     ) -> Self {
@@ -126,7 +128,30 @@ impl ClusterCalls {
                 .collect();
             plans.push(links::plan(&placement, &publications(topo, c), &wants));
         }
-        Self { nodes, at, plans }
+        Self {
+            ids: nodes.iter().map(|n| n.id.clone()).collect(),
+            medias: nodes.iter().map(|n| n.media).collect(),
+            at,
+            plans,
+        }
+    }
+
+    /// Refuses a layout in which two conferences link the same pair of forwarders: a
+    /// forwarder resolves a source address to one endpoint, so the second call's relay
+    /// endpoint would take the first one's address (see the README's cluster section).
+    pub fn check_links(&self) -> Result<(), String> {
+        let mut seen = BTreeSet::new();
+        for plan in &self.plans {
+            for pair in plan.links() {
+                if !seen.insert(pair.clone()) {
+                    return Err(format!(
+                        "two conferences would link forwarders {} and {}; a pair of forwarders carries one call's link at a time (use --conferences 1 or a layout that keeps calls whole)",
+                        pair.0, pair.1
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// A fixed layout's placement function over `n` nodes.
@@ -145,20 +170,20 @@ impl ClusterCalls {
         }
     }
 
-    /// Where participant `p` sends.
-    pub fn media_of(&self, p: usize) -> SocketAddr {
-        self.nodes[self.at[p]].media
+    /// Where each participant sends.
+    pub fn dests(&self) -> Vec<SocketAddr> {
+        self.at.iter().map(|&n| self.medias[n]).collect()
     }
 
     fn index_of(&self, id: &str) -> Option<usize> {
-        self.nodes.iter().position(|n| n.id == id)
+        self.ids.iter().position(|n| n == id)
     }
 
     /// Links each packet of publisher participant `p` crosses (0 when every subscriber
     /// shares its forwarder): the relays subscribed to its tracks.
     pub fn link_copies(&self, topo: &Topology, p: usize) -> usize {
         let (c, m) = (p / topo.size, p % topo.size);
-        let here = &self.nodes[self.at[p]].id;
+        let here = &self.ids[self.at[p]];
         self.plans[c].nodes.get(here).map_or(0, |np| {
             np.relays
                 .values()
@@ -173,7 +198,7 @@ impl ClusterCalls {
 
     /// Endpoints (participants and relays) each forwarder holds for the run.
     pub fn endpoints_per_node(&self) -> Vec<usize> {
-        let mut out = vec![0; self.nodes.len()];
+        let mut out = vec![0; self.ids.len()];
         for plan in &self.plans {
             for (id, np) in &plan.nodes {
                 if let Some(i) = self.index_of(id) {
@@ -192,7 +217,12 @@ impl ClusterCalls {
     /// Creates every conference on every forwarder it uses (ids `{prefix}-{c}`): the
     /// members' endpoints and tracks, the relay endpoints with their static addresses and
     /// tracks, then every subscription. Returns the ICE credentials by participant.
-    pub fn create(&self, topo: &Topology, prefix: &str) -> Result<Vec<Creds>, SetupError> {
+    pub fn create(
+        &self,
+        nodes: &[Node],
+        topo: &Topology,
+        prefix: &str,
+    ) -> Result<Vec<Creds>, SetupError> {
         let mut creds: Vec<Option<Creds>> = vec![None; topo.participants()];
         let subs = |list: &[links::Sub]| -> Vec<SubscriptionJson> {
             list.iter()
@@ -202,7 +232,7 @@ impl ClusterCalls {
         for (c, plan) in self.plans.iter().enumerate() {
             let conf = format!("{prefix}-{c}");
             for (node_id, np) in &plan.nodes {
-                let api = &self.node(node_id).api;
+                let api = &nodes[self.node(node_id)].api;
                 api.create_conference(Some(&conf))?;
                 for member in np.members.keys() {
                     let m: usize = member[1..].parse().expect("members are p{m}");
@@ -227,7 +257,7 @@ impl ClusterCalls {
                 for relay in np.relays.values() {
                     let ep = &relay.endpoint;
                     api.create_endpoint(&conf, Some(ep))?;
-                    api.set_address(&conf, ep, self.node(&relay.remote).media)?;
+                    api.set_address(&conf, ep, self.medias[self.node(&relay.remote)])?;
                     let tracks = relay
                         .tracks
                         .iter()
@@ -237,7 +267,7 @@ impl ClusterCalls {
                 }
             }
             for (node_id, np) in &plan.nodes {
-                let api = &self.node(node_id).api;
+                let api = &nodes[self.node(node_id)].api;
                 for (member, list) in &np.members {
                     api.set_subscriptions(&conf, member, subs(list))?;
                 }
@@ -252,19 +282,20 @@ impl ClusterCalls {
             .collect())
     }
 
-    fn node(&self, id: &str) -> &Node {
-        &self.nodes[self.index_of(id).expect("plans name only the run's nodes")]
+    fn node(&self, id: &str) -> usize {
+        self.index_of(id).expect("plans name only the run's nodes")
     }
 
     /// Deletes every conference of the run on every forwarder; returns the first error
     /// after trying them all.
-    pub fn delete(&self, topo: &Topology, prefix: &str) -> Result<(), SetupError> {
+    pub fn delete(&self, nodes: &[Node], topo: &Topology, prefix: &str) -> Result<(), SetupError> {
         let mut first = None;
         for (c, plan) in self.plans.iter().enumerate().take(topo.conferences) {
             for node_id in plan.nodes.keys() {
-                if let Err(e) =
-                    setup::delete_conference(&self.node(node_id).api, &format!("{prefix}-{c}"))
-                {
+                if let Err(e) = setup::delete_conference(
+                    &nodes[self.node(node_id)].api,
+                    &format!("{prefix}-{c}"),
+                ) {
                     first.get_or_insert(e);
                 }
             }
@@ -275,6 +306,107 @@ impl ClusterCalls {
     /// The forwarders used by at least one conference.
     pub fn used_nodes(&self) -> BTreeSet<usize> {
         self.at.iter().copied().collect()
+    }
+}
+
+/// A running cluster as a load target: the forwarders registered in its Redis, and the
+/// cluster's placement for [`Layout::Placed`].
+pub struct ClusterTarget {
+    rt: tokio::runtime::Runtime,
+    cluster: blindfold_cluster::Cluster,
+    /// The live, non-draining forwarders, by id.
+    pub nodes: Vec<Node>,
+    /// How runs spread their participants.
+    pub layout: Layout,
+}
+
+impl ClusterTarget {
+    /// Reads the registry at `url`; every forwarder's control API takes `token`.
+    pub fn open(url: &str, token: &str, layout: Layout) -> Result<Self, String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let cluster = {
+            let _g = rt.enter();
+            blindfold_cluster::Cluster::connect(url).map_err(|e| e.to_string())?
+        };
+        let registered = rt
+            .block_on(cluster.nodes())
+            .map_err(|e| format!("reading the registry: {e}"))?;
+        let mut nodes = Vec::new();
+        for n in registered.into_iter().filter(|n| !n.draining) {
+            let r = n.registration;
+            let media = *r
+                .media
+                .first()
+                .ok_or_else(|| format!("{} registered no media address", r.id))?;
+            let api = Api::new(&r.control, Some(token)).map_err(|e| e.to_string())?;
+            nodes.push(Node {
+                id: r.id,
+                media,
+                api,
+            });
+        }
+        if nodes.is_empty() {
+            return Err("no live forwarder is registered".into());
+        }
+        Ok(Self {
+            rt,
+            cluster,
+            nodes,
+            layout,
+        })
+    }
+
+    /// Places `topo`'s participants (calls `{prefix}-{c}`, members `p{m}`).
+    pub fn lay_out(&self, topo: &Topology, prefix: &str) -> Result<ClusterCalls, String> {
+        let calls = match self.layout {
+            Layout::Placed { budget } => {
+                let budget = blindfold_cluster::Budget {
+                    endpoints: (budget > 0).then_some(budget),
+                    copies_per_sec: None,
+                };
+                let mut err = None;
+                let calls = ClusterCalls::new(&self.nodes, topo, |c, m| {
+                    let placed = self.rt.block_on(self.cluster.place_participant(
+                        &format!("{prefix}-{c}"),
+                        &format!("p{m}"),
+                        None,
+                        budget,
+                    ));
+                    match placed {
+                        Ok(p) => self.nodes.iter().position(|n| n.id == p.node).unwrap_or(0),
+                        Err(e) => {
+                            err.get_or_insert(e.to_string());
+                            0
+                        }
+                    }
+                });
+                if let Some(e) = err {
+                    return Err(format!("placement: {e}"));
+                }
+                calls
+            }
+            fixed => ClusterCalls::new(
+                &self.nodes,
+                topo,
+                ClusterCalls::fixed(fixed, self.nodes.len(), topo),
+            ),
+        };
+        calls.check_links()?;
+        Ok(calls)
+    }
+
+    /// Forgets the run's placement in Redis (its calls end with the run).
+    pub fn forget(&self, topo: &Topology, prefix: &str) {
+        if matches!(self.layout, Layout::Placed { .. }) {
+            for c in 0..topo.conferences {
+                let _ = self
+                    .rt
+                    .block_on(self.cluster.forget_call(&format!("{prefix}-{c}")));
+            }
+        }
     }
 }
 
@@ -302,8 +434,12 @@ mod tests {
     fn spread_links_every_pair_and_counts_link_copies() {
         let t = topo(2, 6, None);
         let place = ClusterCalls::fixed(Layout::Spread, 3, &t);
-        let cc = ClusterCalls::new(nodes(3), &t, place);
+        let cc = ClusterCalls::new(&nodes(3), &t, place);
         assert_eq!(cc.span(), vec![3, 3]);
+        assert!(
+            cc.check_links().is_err(),
+            "two calls on one pair of forwarders"
+        );
         for plan in &cc.plans {
             assert_eq!(plan.links().len(), 3);
         }
@@ -317,12 +453,13 @@ mod tests {
     fn split_puts_publishers_apart_from_everyone_else() {
         let t = topo(1, 5, Some(2));
         let place = ClusterCalls::fixed(Layout::Split, 3, &t);
-        let cc = ClusterCalls::new(nodes(3), &t, place);
+        let cc = ClusterCalls::new(&nodes(3), &t, place);
         assert_eq!(cc.at, vec![0, 0, 1, 2, 1]);
+        assert!(cc.check_links().is_ok());
         // Publisher p0's subscribers: p1 (same node) and p2..p4 on two other nodes.
         assert_eq!(cc.link_copies(&t, 0), 2);
         assert_eq!(cc.link_copies(&t, 3), 0, "non-publishers send nothing");
-        let one = ClusterCalls::new(nodes(1), &t, ClusterCalls::fixed(Layout::Split, 1, &t));
+        let one = ClusterCalls::new(&nodes(1), &t, ClusterCalls::fixed(Layout::Split, 1, &t));
         assert!(one.plans[0].links().is_empty());
     }
 

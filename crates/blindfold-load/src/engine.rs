@@ -144,10 +144,12 @@ pub struct SendOptions {
 }
 
 /// Runs the sender on the current thread until `shared.end_ns`.
+/// `dests[p]` is where participant `p` sends: its forwarder's media address (all the
+/// same for one forwarder; per participant in a cluster run).
 pub fn run_sender(
     topo: &Topology,
     sockets: &[UdpSocket],
-    media: SocketAddr,
+    dests: &[SocketAddr],
     creds: Option<&[Creds]>,
     shared: &Shared,
     opts: SendOptions,
@@ -251,7 +253,7 @@ pub fn run_sender(
                 let mut txid = [0u8; 12];
                 txid[..8].copy_from_slice(&txid_counter.to_be_bytes());
                 let req = ice::binding_request(txid, &c.ufrag, "load", c.pwd.as_bytes());
-                let _ = sockets[p].send_to(&req, media);
+                let _ = sockets[p].send_to(&req, dests[p]);
             }
             heap.push(Reverse((due + CONSENT_EVERY_NS, id as u32)));
             continue;
@@ -320,7 +322,7 @@ pub fn run_sender(
         let out = send_packets(
             &mut batch,
             sock,
-            media,
+            dests[st.participant],
             &bufs,
             &sizes[..n],
             &mut gso,

@@ -103,6 +103,15 @@ pub struct TargetArgs {
     /// UDP GSO and GRO in a spawned forwarder (its --gso and --gro).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub offload: bool,
+    /// Drive a cluster: the forwarders registered in this Redis (`serve --redis`), whose
+    /// control APIs all take --token.
+    #[arg(long, env = "BLINDFOLD_REDIS_URL", hide_env_values = true)]
+    pub redis: Option<String>,
+    /// How a cluster run spreads each call: placed[:BUDGET] (the cluster's own placement,
+    /// BUDGET endpoints per forwarder), spread (member m on forwarder m mod N) or split
+    /// (publishers on one forwarder, everyone else on the others: every copy one hop).
+    #[arg(long, default_value = "placed")]
+    pub layout: cluster::Layout,
 }
 
 /// The calls to simulate.
@@ -209,6 +218,7 @@ enum Spawned {
 pub struct Target {
     media: SocketAddr,
     api: Option<Api>,
+    cluster: Option<cluster::ClusterTarget>,
     cpu: Option<CpuScope>,
     pid: Option<u32>,
     shards: Option<usize>,
@@ -220,6 +230,23 @@ impl Target {
     /// Starts (with `--spawn`) or connects to the target.
     pub fn open(args: &TargetArgs) -> Result<Self, LoadError> {
         let me = procfs::self_pid();
+        if let Some(url) = &args.redis {
+            let token = args.token.as_deref().ok_or_else(|| {
+                LoadError::Usage("--token is required to drive a cluster's forwarders".into())
+            })?;
+            let cl =
+                cluster::ClusterTarget::open(url, token, args.layout).map_err(LoadError::Start)?;
+            return Ok(Self {
+                media: cl.nodes[0].media,
+                api: None,
+                cluster: Some(cl),
+                cpu: args.pid.map(CpuScope::Process),
+                pid: args.pid,
+                shards: None,
+                local: true,
+                spawned: Spawned::None,
+            });
+        }
         if args.spawn && args.ceiling {
             let c = ceiling::Ceiling::start(&ceiling::CeilingArgs {
                 media: "127.0.0.1:0".parse().expect("static address"),
@@ -231,6 +258,7 @@ impl Target {
             return Ok(Self {
                 media: c.media_addr(),
                 api: None,
+                cluster: None,
                 cpu: Some(CpuScope::Threads(me, vec!["ceiling".into()])),
                 pid: None,
                 shards: None,
@@ -262,6 +290,7 @@ impl Target {
             return Ok(Self {
                 media: fwd.media_addr(),
                 api: Some(api),
+                cluster: None,
                 cpu: Some(CpuScope::Threads(me, vec!["shard-".into()])),
                 pid: None,
                 shards: Some(args.shards.max(1)),
@@ -283,6 +312,7 @@ impl Target {
         Ok(Self {
             media: args.media,
             api,
+            cluster: None,
             cpu: args.pid.map(CpuScope::Process),
             pid: args.pid,
             shards: None,
@@ -298,7 +328,9 @@ impl Target {
 
     /// "forwarder" or "ceiling".
     pub fn name(&self) -> &'static str {
-        if self.api.is_some() {
+        if self.cluster.is_some() {
+            "cluster"
+        } else if self.api.is_some() {
             "forwarder"
         } else {
             "ceiling"
@@ -329,6 +361,9 @@ fn secs(v: f64) -> Duration {
 
 /// One bounded run of `topo` against `target`.
 pub fn run(target: &Target, topo: &Topology, args: &RunArgs) -> Result<LoadReport, LoadError> {
+    if let Some(cl) = &target.cluster {
+        return run_cluster(target, cl, topo, args);
+    }
     if target.api.is_none() && topo.subscribe != Subscribe::All {
         return Err(LoadError::Usage(
             "the ceiling only fans out to all members (--subscribe all)".into(),
@@ -341,7 +376,7 @@ pub fn run(target: &Target, topo: &Topology, args: &RunArgs) -> Result<LoadRepor
         Some(api) => {
             let creds = setup::create_calls(api, topo, &prefix)?;
             let wait = Duration::from_secs(20 + topo.participants() as u64 / 500);
-            let latched = setup::latch_all(&sockets, media, &creds, wait)
+            let latched = setup::latch_all(&sockets, &vec![media; sockets.len()], &creds, wait)
                 .and_then(|()| setup::wait_latched(api, topo, &prefix, wait));
             if let Err(e) = latched {
                 let _ = setup::delete_calls(api, topo, &prefix);
@@ -354,7 +389,16 @@ pub fn run(target: &Target, topo: &Topology, args: &RunArgs) -> Result<LoadRepor
             None
         }
     };
-    let result = measure(target, topo, args, &sockets, creds.as_deref(), &prefix);
+    let dests = vec![media; sockets.len()];
+    let result = measure(
+        target,
+        topo,
+        args,
+        &sockets,
+        &dests,
+        creds.as_deref(),
+        &prefix,
+    );
     if let Some(api) = &target.api {
         let cleaned = setup::delete_calls(api, topo, &prefix);
         if result.is_ok() {
@@ -364,10 +408,99 @@ pub fn run(target: &Target, topo: &Topology, args: &RunArgs) -> Result<LoadRepor
     result
 }
 
+/// One bounded run of `topo` across a cluster's forwarders, laid out as the target says.
+fn run_cluster(
+    target: &Target,
+    cl: &cluster::ClusterTarget,
+    topo: &Topology,
+    args: &RunArgs,
+) -> Result<LoadReport, LoadError> {
+    let prefix = format!("load{}", hex::encode(rand::random::<[u8; 4]>()));
+    let calls = cl.lay_out(topo, &prefix).map_err(LoadError::Usage);
+    let calls = match calls {
+        Ok(c) => c,
+        Err(e) => {
+            cl.forget(topo, &prefix);
+            return Err(e);
+        }
+    };
+    let dests = calls.dests();
+    let sockets =
+        setup::participant_sockets(topo.participants(), target.media, args.socket_buffer)?;
+    let setup = || -> Result<Vec<engine::Creds>, SetupError> {
+        let creds = calls.create(&cl.nodes, topo, &prefix)?;
+        let wait = Duration::from_secs(20 + topo.participants() as u64 / 500);
+        setup::latch_all(&sockets, &dests, &creds, wait)?;
+        Ok(creds)
+    };
+    let creds = match setup() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = calls.delete(&cl.nodes, topo, &prefix);
+            cl.forget(topo, &prefix);
+            return Err(e.into());
+        }
+    };
+    let result = measure(target, topo, args, &sockets, &dests, Some(&creds), &prefix);
+    let cleaned = calls.delete(&cl.nodes, topo, &prefix);
+    cl.forget(topo, &prefix);
+    let mut report = result?;
+    cleaned?;
+    report.cluster = Some(cluster_report(&calls, cl, topo, &report));
+    Ok(report)
+}
+
+/// Per-forwarder figures of a cluster run: copies each sent per second, endpoints, and
+/// the copies that crossed links (the forwarders' sends beyond what members received).
+fn cluster_report(
+    calls: &cluster::ClusterCalls,
+    cl: &cluster::ClusterTarget,
+    topo: &Topology,
+    report: &LoadReport,
+) -> report::ClusterReport {
+    let endpoints = calls.endpoints_per_node();
+    let tx: Vec<f64> = report.node_tx_pps.clone();
+    let total_tx: f64 = tx.iter().sum();
+    let link_pps = (total_tx - report.out_pps).max(0.0);
+    // The plan's own count: per packet in, how many copies go over a link.
+    let planned: f64 = (0..topo.participants())
+        .filter(|p| p % topo.size < topo.publishers)
+        .map(|p| calls.link_copies(topo, p) as f64)
+        .sum::<f64>()
+        / (topo.conferences * topo.publishers).max(1) as f64;
+    let mut spans = calls.span();
+    spans.sort_unstable();
+    report::ClusterReport {
+        layout: format!("{:?}", cl.layout),
+        nodes: cl
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| report::NodeFigures {
+                id: n.id.clone(),
+                endpoints: endpoints[i],
+                participants: calls.at.iter().filter(|&&a| a == i).count(),
+                tx_pps: tx.get(i).copied().unwrap_or(0.0),
+            })
+            .collect(),
+        link_pps,
+        link_share: if total_tx > 0.0 {
+            link_pps / total_tx
+        } else {
+            0.0
+        },
+        planned_link_copies_per_packet: planned,
+        max_span: spans.last().copied().unwrap_or(0),
+        spanning_calls: spans.iter().filter(|&&s| s > 1).count(),
+    }
+}
+
 struct Sample {
     target: Option<procfs::CpuTimes>,
     generator: Option<procfs::CpuTimes>,
     fwd: Option<FwdCounters>,
+    /// Each cluster forwarder's counters (empty for one forwarder).
+    nodes: Vec<FwdCounters>,
     target_drops: Option<u64>,
     gen_drops: u64,
     at: Instant,
@@ -378,17 +511,35 @@ fn sample(
     gen_scope: &CpuScope,
     gen_ports: &std::collections::HashSet<u16>,
 ) -> Sample {
+    let nodes: Vec<FwdCounters> = target.cluster.as_ref().map_or(Vec::new(), |cl| {
+        cl.nodes
+            .iter()
+            .map(|n| {
+                n.api
+                    .metrics()
+                    .map(|t| FwdCounters::parse(&t))
+                    .unwrap_or_default()
+            })
+            .collect()
+    });
+    let medias: Vec<SocketAddr> = target.cluster.as_ref().map_or(vec![target.media], |cl| {
+        cl.nodes.iter().map(|n| n.media).collect()
+    });
     Sample {
         target: target.cpu.as_ref().and_then(procfs::cpu),
         generator: procfs::cpu(gen_scope),
-        fwd: target
-            .api
-            .as_ref()
-            .and_then(|a| a.metrics().ok())
-            .map(|t| FwdCounters::parse(&t)),
+        fwd: match target.cluster {
+            Some(_) => Some(nodes.iter().fold(FwdCounters::default(), |a, n| a.plus(n))),
+            None => target
+                .api
+                .as_ref()
+                .and_then(|a| a.metrics().ok())
+                .map(|t| FwdCounters::parse(&t)),
+        },
+        nodes,
         target_drops: target
             .local
-            .then(|| procfs::udp_drops(&procfs::ports_of([&target.media]))),
+            .then(|| procfs::udp_drops(&procfs::ports_of(medias.iter()))),
         gen_drops: procfs::udp_drops(gen_ports),
         at: Instant::now(),
     }
@@ -399,6 +550,7 @@ fn measure(
     topo: &Topology,
     args: &RunArgs,
     sockets: &[UdpSocket],
+    dests: &[SocketAddr],
     creds: Option<&[engine::Creds]>,
     prefix: &str,
 ) -> Result<LoadReport, LoadError> {
@@ -462,7 +614,7 @@ fn measure(
                 engine::run_sender(
                     topo,
                     sockets,
-                    media,
+                    dests,
                     creds,
                     shared_ref,
                     engine::SendOptions {
@@ -513,6 +665,7 @@ fn measure(
         // Counters of everything in flight at the end, after the drain.
         let late = sample(target, &gen_scope, &gen_ports);
         s1.fwd = late.fwd;
+        s1.nodes = late.nodes;
         s1.target_drops = late.target_drops;
         s1.gen_drops = late.gen_drops;
         shared.stop_rx.store(true, Ordering::Relaxed);
@@ -723,6 +876,13 @@ fn build_report(
             gro_buffers,
         },
         churn: None,
+        node_tx_pps: s1
+            .nodes
+            .iter()
+            .zip(&s0.nodes)
+            .map(|(b, a)| (b.tx - a.tx) / wall)
+            .collect(),
+        cluster: None,
         histogram: hist,
     }
 }

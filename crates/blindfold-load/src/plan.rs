@@ -416,13 +416,16 @@ pub fn run_cli(args: PlanArgs) -> anyhow::Result<()> {
     if let Some(i) = plan.best {
         let r = &plan.steps[i].report;
         println!(
-            "CAPACITY target={} max_out_pps={:.0} participants={} p99_us={:.1} cpu_us_per_copy={} generator_limited={}",
+            "CAPACITY target={} max_out_pps={:.0} participants={} p99_us={:.1} cpu_us_per_copy={} target_cores={} generator_cores={:.2} generator_limited={}",
             plan.target,
             r.out_pps,
             r.participants,
             r.latency_us.p99,
             r.target_cpu
                 .map_or("?".into(), |c| format!("{:.4}", c.us_per_copy)),
+            r.target_cpu
+                .map_or("?".into(), |c| format!("{:.2}", c.cores)),
+            r.generator_cpu.cores,
             !r.generator_limited.is_empty()
         );
     } else {

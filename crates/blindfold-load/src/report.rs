@@ -170,9 +170,48 @@ pub struct LoadReport {
     pub offload: Offload,
     /// Subscription churn, when asked for.
     pub churn: Option<Churn>,
+    /// Datagrams each cluster forwarder sent per second (empty for one forwarder).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub node_tx_pps: Vec<f64>,
+    /// Cluster figures, for a run across several forwarders.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterReport>,
     /// The latency histogram, for percentile files and plots.
     #[serde(skip)]
     pub histogram: Option<Histogram<u64>>,
+}
+
+/// One forwarder's share of a cluster run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NodeFigures {
+    /// Node id.
+    pub id: String,
+    /// Participants placed on it.
+    pub participants: usize,
+    /// Endpoints it held (participants and relays).
+    pub endpoints: usize,
+    /// Datagrams it sent per second (copies to members and over links).
+    pub tx_pps: f64,
+}
+
+/// How a cluster run spread, and what crossed links.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ClusterReport {
+    /// The layout asked for.
+    pub layout: String,
+    /// Per forwarder.
+    pub nodes: Vec<NodeFigures>,
+    /// Copies per second that crossed a link: the forwarders' sends beyond the copies
+    /// members received.
+    pub link_pps: f64,
+    /// `link_pps` over all the forwarders' sends.
+    pub link_share: f64,
+    /// Link copies per packet published, from the relay plans.
+    pub planned_link_copies_per_packet: f64,
+    /// Most forwarders one call used.
+    pub max_span: usize,
+    /// Calls on more than one forwarder.
+    pub spanning_calls: usize,
 }
 
 impl fmt::Display for LoadReport {
@@ -259,6 +298,25 @@ impl fmt::Display for LoadReport {
                 "subscription changes: {:.0}/s accepted, {} failed",
                 c.per_s, c.failed
             )?;
+        }
+        if let Some(c) = &self.cluster {
+            writeln!(
+                f,
+                "cluster ({}): {} calls span forwarders (at most {}); link copies {:.0}/s = {:.1} % of all sends (plan: {:.2} per packet published)",
+                c.layout,
+                c.spanning_calls,
+                c.max_span,
+                c.link_pps,
+                c.link_share * 100.0,
+                c.planned_link_copies_per_packet
+            )?;
+            for n in &c.nodes {
+                writeln!(
+                    f,
+                    "  {}: {} participants, {} endpoints, {:.0} datagrams/s out",
+                    n.id, n.participants, n.endpoints, n.tx_pps
+                )?;
+            }
         }
         if let Some(rss) = self.target_rss_bytes {
             writeln!(f, "target RSS: {:.1} MiB", rss as f64 / (1 << 20) as f64)?;

@@ -15,6 +15,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use super::ceiling;
 use super::engine::Creds;
 use super::topology::Topology;
+use blindfold_proto::route::STUN_PER_IP;
 use blindfold_proto::stun as ice;
 
 /// The typed control-API client the load tool drives a forwarder with.
@@ -83,6 +84,16 @@ impl FwdCounters {
             }
         }
         c
+    }
+
+    /// `self + other`, field by field (a cluster's forwarders summed).
+    pub fn plus(&self, o: &Self) -> Self {
+        Self {
+            rx: self.rx + o.rx,
+            tx: self.tx + o.tx,
+            send_failed: self.send_failed + o.send_failed,
+            other_drops: self.other_drops + o.other_drops,
+        }
     }
 
     /// `self - earlier`.
@@ -193,7 +204,7 @@ type Reply<'a> = dyn Fn(usize, &[u8]) -> Option<Vec<u8>> + 'a;
 /// (the forwarder's return-path check) is answered with it.
 fn handshake(
     sockets: &[UdpSocket],
-    media: SocketAddr,
+    dest: &dyn Fn(usize) -> SocketAddr,
     wait: Duration,
     per_sec: usize,
     request: &dyn Fn(usize, u32) -> Vec<u8>,
@@ -215,7 +226,7 @@ fn handshake(
         attempt += 1;
         for chunk in pending.chunks(per_sec.max(1) / 10 + 1) {
             for &p in chunk {
-                let _ = sockets[p].send_to(&request(p, attempt), media);
+                let _ = sockets[p].send_to(&request(p, attempt), dest(p));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -223,6 +234,7 @@ fn handshake(
         let mut done: HashSet<usize> = HashSet::new();
         while Instant::now() < until && done.len() < pending.len() {
             for &p in &pending {
+                let media = dest(p);
                 while let Ok((n, from)) = sockets[p].recv_from(&mut buf) {
                     if from != media {
                         continue;
@@ -248,23 +260,33 @@ fn txid(p: usize, attempt: u32) -> [u8; 12] {
     t
 }
 
-/// Latches every participant by STUN (verified success response), paced under the
-/// forwarder's shard-wide STUN limit, answering the forwarder's return-path check (it
-/// comes just before the success response, so an answered participant has answered it).
+/// Latches every participant `p` at `dests[p]` by STUN (verified success response),
+/// answering the forwarder's return-path check (it comes just before the success
+/// response, so an answered participant has answered it). All participants share one
+/// source IP, so the pace stays under the forwarder's per-IP budget for checks from new
+/// addresses (`blindfold_proto::route::STUN_PER_IP`, per shard).
 pub fn latch_all(
     sockets: &[UdpSocket],
-    media: SocketAddr,
+    dests: &[SocketAddr],
     creds: &[Creds],
     wait: Duration,
 ) -> Result<(), SetupError> {
     handshake(
         sockets,
-        media,
+        &|p| dests[p],
         wait,
-        5_000,
+        STUN_PER_IP.packets_per_sec as usize * 9 / 10,
         &|p, a| ice::binding_request(txid(p, a), &creds[p].ufrag, "load", creds[p].pwd.as_bytes()),
         &|p, a, pkt| ice::parse_binding_success(pkt, &txid(p, a), creds[p].pwd.as_bytes()).is_ok(),
-        &|p, pkt| ice::answer_check(pkt, media, &creds[p].ufrag, "load", creds[p].pwd.as_bytes()),
+        &|p, pkt| {
+            ice::answer_check(
+                pkt,
+                dests[p],
+                &creds[p].ufrag,
+                "load",
+                creds[p].pwd.as_bytes(),
+            )
+        },
     )
 }
 
@@ -307,7 +329,7 @@ pub fn join_ceiling(
 ) -> Result<(), SetupError> {
     handshake(
         sockets,
-        media,
+        &|_| media,
         wait,
         50_000,
         &|p, _| ceiling::join_datagram(p as u32, group as u32).to_vec(),

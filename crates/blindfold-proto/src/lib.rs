@@ -6,7 +6,7 @@
 //! routing table ([`table`]), the router that turns one datagram into transmits
 //! ([`route`]) with its selective-forwarding state ([`select`]), active speaker
 //! detection ([`speaker`]), the authoritative control model ([`model`]) and the counters
-//! the router keeps ([`counters`]). Behind the `sim` feature, [`sim`] drives the router
+//! the router keeps ([`counters`]). Behind the `sim` feature, `sim` drives the router
 //! and the model together in memory with simulated time, for behaviour tests.
 //!
 //! Must never touch a socket, a thread, a clock or a key: time is an argument

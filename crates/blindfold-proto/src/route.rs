@@ -71,23 +71,54 @@ pub enum ShardEvent {
     },
 }
 
-/// STUN limits: checks that pass them are the only ones that cost an HMAC. ICE agents
-/// pace checks at 20/s at most (RFC 8445 Ta = 50 ms), so 50/s per source never bites a
-/// real client; the shard-wide limit caps what a spoofed flood can make us verify.
-const STUN_PER_SOURCE: IngressLimits = IngressLimits {
+/// STUN budgets, charged before the HMAC (what a flood would make us pay for); only
+/// checks within them are verified. ICE agents pace checks at 20/s at most (RFC 8445
+/// Ta = 50 ms), so 50/s never bites a real agent.
+///
+/// Checks from an endpoint's selected address draw on that endpoint's own budget and on
+/// nothing shared: no flood from elsewhere can starve consent on a working pair. Checks
+/// from any other address pass, in order:
+/// - the budget of their source IP (an IPv4 address or an IPv6 /64: more ports buy
+///   nothing), which caps what one host makes us verify;
+/// - the budget of (endpoint, source IP), so one host flooding an endpoint's ufrag leaves
+///   that endpoint's checks from its other hosts alone;
+/// - the endpoint's budget for new addresses, so a flood spoofed from many hosts at one
+///   ufrag costs at most that much and leaves the shard's budget to everyone else;
+/// - the shard-wide budget, the last bound on what a flood spoofed at many ufrags costs.
+pub const STUN_SELECTED: IngressLimits = IngressLimits {
     packets_per_sec: 50,
     bytes_per_sec: 0,
     burst_ms: 1000,
 };
-const STUN_PER_SHARD: IngressLimits = IngressLimits {
+/// See [`STUN_SELECTED`]. Room for many participants behind one NAT latching at once.
+pub const STUN_PER_IP: IngressLimits = IngressLimits {
+    packets_per_sec: 1000,
+    bytes_per_sec: 0,
+    burst_ms: 1000,
+};
+/// See [`STUN_SELECTED`].
+pub const STUN_PER_ENDPOINT_IP: IngressLimits = IngressLimits {
+    packets_per_sec: 50,
+    bytes_per_sec: 0,
+    burst_ms: 1000,
+};
+/// See [`STUN_SELECTED`].
+pub const STUN_NEW_ADDRESS: IngressLimits = IngressLimits {
+    packets_per_sec: 500,
+    bytes_per_sec: 0,
+    burst_ms: 1000,
+};
+/// See [`STUN_SELECTED`].
+pub const STUN_PER_SHARD: IngressLimits = IngressLimits {
     packets_per_sec: 20_000,
     bytes_per_sec: 0,
     burst_ms: 250,
 };
-/// Per-source STUN buckets live in a fixed array indexed by a keyed hash of the source:
-/// memory stays bounded however many addresses a flood spoofs, and a collision only
-/// makes the limit stricter for the two sources sharing a bucket.
-const STUN_SOURCE_BUCKETS: usize = 4096;
+/// The per-IP and per-(endpoint, IP) budgets live in fixed arrays indexed by a keyed hash:
+/// memory stays bounded however many addresses a flood spoofs, and a collision only makes
+/// the limit stricter for the keys sharing a bucket.
+const STUN_IP_BUCKETS: usize = 4096;
+const STUN_PAIR_BUCKETS: usize = 8192;
 
 /// Most distinct publishers one feedback compound is copied to: an RR carries at most 31
 /// report blocks, and the caller keeps room for a whole conference's fan-out per datagram.
@@ -162,7 +193,8 @@ pub struct Router {
     counters: LocalCounters,
     events: Vec<ShardEvent>,
     stun_shard: TokenBucket,
-    stun_sources: Box<[TokenBucket]>,
+    stun_ips: Box<[TokenBucket]>,
+    stun_pairs: Box<[TokenBucket]>,
     hasher: ahash::RandomState,
     /// CSPRNG for the transaction ids of the forwarder's checks: they are the proof.
     rng: StdRng,
@@ -202,7 +234,8 @@ impl Router {
             counters: LocalCounters::default(),
             events: Vec::with_capacity(64),
             stun_shard: TokenBucket::new(STUN_PER_SHARD),
-            stun_sources: vec![TokenBucket::new(STUN_PER_SOURCE); STUN_SOURCE_BUCKETS].into(),
+            stun_ips: vec![TokenBucket::new(STUN_PER_IP); STUN_IP_BUCKETS].into(),
+            stun_pairs: vec![TokenBucket::new(STUN_PER_ENDPOINT_IP); STUN_PAIR_BUCKETS].into(),
             hasher,
             txid_mask: rng.next_u32(),
             tiebreaker: rng.next_u64(),
@@ -506,23 +539,24 @@ impl Router {
         let Some(ep) = self.table.by_ufrag(local) else {
             return Outcome::Dropped(DropReason::StunUnknownUser);
         };
-        let Some(slot) = self.table.slot(ep) else {
+        // Parsing and the ufrag lookup are cheap; the HMAC is what a flood would make
+        // us pay for, so the budgets sit right before it.
+        if !self.stun_budget(ep, src, pkt.len(), now) {
+            return Outcome::Dropped(DropReason::StunRateLimited);
+        }
+        let Some((slot, st)) = self.table.slot_stun(ep) else {
             return Outcome::Dropped(DropReason::StunUnknownUser);
         };
         let Some(ice) = slot.ice.as_ref() else {
             return Outcome::Dropped(DropReason::StunUnknownUser);
         };
-        // Parsing and the ufrag lookup are cheap; the HMAC is what a flood would make
-        // us pay for, so the limits sit right before it.
-        let bucket = self.hasher.hash_one(src) as usize % STUN_SOURCE_BUCKETS;
-        if !self.stun_sources[bucket].take(pkt.len(), now) || !self.stun_shard.take(pkt.len(), now)
-        {
-            return Outcome::Dropped(DropReason::StunRateLimited);
-        }
         let txid = req.transaction_id();
-        if slot.recent.replayed(&txid, src) {
+        if st.recent.replayed(&txid, src) {
             return Outcome::Dropped(DropReason::StunReplayed);
         }
+        // A retransmission is answered again but refreshes nothing: otherwise a captured
+        // check replayed with the selected address forged would keep consent alive.
+        let retransmission = st.recent.seen(&txid);
         if !req.verify_integrity(&ice.pwd) {
             return Outcome::Dropped(DropReason::StunBadIntegrity);
         }
@@ -531,12 +565,16 @@ impl Router {
         let generation = slot.generation;
         let consent_until = now + self.cfg.consent_timeout;
         match slot.addr {
-            Some((a, Latch::Stun { .. })) if a == src => {
-                // A check on the selected pair refreshes its consent (RFC 7675).
+            Some((a, Latch::Stun { .. })) if a == src && retransmission => {
+                return Outcome::Reply { check: 0, response };
+            }
+            // A check on the selected pair refreshes its consent (RFC 7675). Once consent
+            // has lapsed the address may belong to someone else: it is proven again.
+            Some((a, Latch::Stun { consent_until: c })) if a == src && now < c => {
                 self.table
                     .set_address(ep, generation, Some((src, Latch::Stun { consent_until })));
-                if let Some(slot) = self.table.slot_mut(ep) {
-                    slot.recent.remember(txid, src);
+                if let Some((_, st)) = self.table.slot_stun_mut(ep) {
+                    st.recent.remember(txid, src);
                 }
                 self.events.push(ShardEvent::Consent {
                     ep,
@@ -555,11 +593,11 @@ impl Router {
         // Another address: it must prove it can hear us before anything else goes there.
         let fresh = self.new_txid(ep);
         let lifetime = self.cfg.consent_timeout;
-        let Some(slot) = self.table.slot_mut(ep) else {
+        let Some((slot, st)) = self.table.slot_stun_mut(ep) else {
             return Outcome::Dropped(DropReason::StunUnknownUser);
         };
-        slot.recent.remember(txid, src);
-        let probe = probe_for(&mut slot.probes, src, fresh, now, lifetime);
+        st.recent.remember(txid, src);
+        let probe = probe_for(&mut st.probes, src, fresh, now, lifetime);
         probe.credit = (probe.credit + 3 * pkt.len()).saturating_sub(response);
         probe.nominated |= req.use_candidate();
         if probe.proven {
@@ -585,6 +623,29 @@ impl Router {
         Outcome::Reply { check, response }
     }
 
+    /// Charges a check from `src` naming `ep` to its budgets (see [`STUN_SELECTED`]);
+    /// false when one is spent.
+    fn stun_budget(&mut self, ep: EpIdx, src: SocketAddr, len: usize, now: Instant) -> bool {
+        let Some((slot, st)) = self.table.slot_stun_mut(ep) else {
+            return false;
+        };
+        if slot.addr.is_some_and(|(a, _)| a == src) {
+            return st.selected.take(len, now);
+        }
+        let ip = match src.ip().to_canonical() {
+            std::net::IpAddr::V4(v4) => u128::from(v4.to_bits()),
+            // A host gets a /64; counting its addresses one by one would hand it 2^64
+            // budgets.
+            std::net::IpAddr::V6(v6) => v6.to_bits() >> 64 << 64 | 1,
+        };
+        let by_ip = self.hasher.hash_one(ip) as usize % STUN_IP_BUCKETS;
+        let by_pair = self.hasher.hash_one((ep, ip)) as usize % STUN_PAIR_BUCKETS;
+        self.stun_ips[by_ip].take(len, now)
+            && self.stun_pairs[by_pair].take(len, now)
+            && st.new_address.take(len, now)
+            && self.stun_shard.take(len, now)
+    }
+
     /// A Binding success response: the answer to one of the forwarder's checks, which
     /// proves its source address.
     fn stun_answer(&mut self, pkt: &[u8], src: SocketAddr, now: Instant) -> Outcome {
@@ -594,12 +655,12 @@ impl Router {
         let txid = resp.transaction_id();
         let ep = u32::from_be_bytes([txid[0], txid[1], txid[2], txid[3]]) ^ self.txid_mask;
         let lifetime = self.cfg.consent_timeout;
-        let Some(slot) = self.table.slot_mut(ep) else {
+        let Some((slot, st)) = self.table.slot_stun_mut(ep) else {
             return Outcome::Dropped(DropReason::StunUnsolicited);
         };
         // Only an answer from the address the check went to, carrying its transaction id
         // (64 unpredictable bits), reaches the HMAC, so these need no rate limit.
-        let Some(probe) = slot
+        let Some(probe) = st
             .probes
             .iter_mut()
             .flatten()

@@ -393,6 +393,12 @@ impl RecentChecks {
             .any(|(t, a)| t == txid && *a != src)
     }
 
+    /// Whether `txid` was already verified for this endpoint (from any address).
+    #[inline]
+    pub fn seen(&self, txid: &[u8; 12]) -> bool {
+        self.entries.iter().flatten().any(|(t, _)| t == txid)
+    }
+
     /// Remembers a verified check, evicting the oldest.
     #[inline]
     pub fn remember(&mut self, txid: [u8; 12], src: SocketAddr) {
@@ -444,10 +450,31 @@ pub struct Slot {
     pub addr: Option<(SocketAddr, Latch)>,
     /// Ingress token bucket (per shard: a sender's packets hash to one shard).
     pub bucket: TokenBucket,
+}
+
+/// An endpoint's STUN state on one shard. Kept apart from its [`Slot`], which every media
+/// packet reads, so the slots the hot path walks stay small and dense.
+#[derive(Debug, Clone)]
+pub struct StunState {
     /// Recently verified checks, against replays.
     pub recent: RecentChecks,
     /// Return-path proofs of addresses other than the selected one.
     pub probes: [Option<Probe>; PROBES],
+    /// Budget of checks from the selected address (`route::STUN_SELECTED`).
+    pub selected: TokenBucket,
+    /// Budget of checks from other addresses (`route::STUN_NEW_ADDRESS`).
+    pub new_address: TokenBucket,
+}
+
+impl Default for StunState {
+    fn default() -> Self {
+        Self {
+            recent: RecentChecks::default(),
+            probes: [None; PROBES],
+            selected: TokenBucket::new(crate::route::STUN_SELECTED),
+            new_address: TokenBucket::new(crate::route::STUN_NEW_ADDRESS),
+        }
+    }
 }
 
 impl Slot {
@@ -466,6 +493,8 @@ impl Slot {
 #[derive(Default)]
 pub struct Table {
     slots: Vec<Option<Slot>>,
+    /// STUN state, indexed like `slots`.
+    stun: Vec<StunState>,
     by_addr: FastMap<SocketAddr, EpIdx>,
     by_ufrag: FastMap<Box<str>, EpIdx>,
     confs: Vec<Option<Arc<ConfRoutes>>>,
@@ -487,7 +516,9 @@ impl Table {
                 let i = ep as usize;
                 if self.slots.len() <= i {
                     self.slots.resize_with(i + 1, || None);
+                    self.stun.resize_with(i + 1, StunState::default);
                 }
+                self.stun[i] = StunState::default();
                 if let Some(ice) = &ice {
                     self.by_ufrag.insert(ice.ufrag.clone(), ep);
                 }
@@ -497,8 +528,6 @@ impl Table {
                     ice,
                     addr: None,
                     bucket: TokenBucket::new(limits),
-                    recent: RecentChecks::default(),
-                    probes: [None; PROBES],
                 });
             }
             Update::RemoveEndpoint { ep } => self.remove_endpoint(ep),
@@ -537,9 +566,11 @@ impl Table {
         slot.addr = addr;
         let new = addr.map(|(a, _)| a);
         // The selected address needs no proof any more.
-        for p in &mut slot.probes {
-            if p.is_some_and(|p| Some(p.addr) == new) {
-                *p = None;
+        if let Some(st) = self.stun.get_mut(ep as usize) {
+            for p in &mut st.probes {
+                if p.is_some_and(|p| Some(p.addr) == new) {
+                    *p = None;
+                }
             }
         }
         if old != new {
@@ -602,6 +633,20 @@ impl Table {
     #[inline]
     pub fn slot_mut(&mut self, ep: EpIdx) -> Option<&mut Slot> {
         self.slots.get_mut(ep as usize).and_then(Option::as_mut)
+    }
+
+    /// Endpoint slot `ep` with its STUN state.
+    #[inline]
+    pub fn slot_stun(&self, ep: EpIdx) -> Option<(&Slot, &StunState)> {
+        let slot = self.slot(ep)?;
+        Some((slot, self.stun.get(ep as usize)?))
+    }
+
+    /// Endpoint slot `ep` with its STUN state, mutable.
+    #[inline]
+    pub fn slot_stun_mut(&mut self, ep: EpIdx) -> Option<(&Slot, &mut StunState)> {
+        let slot = self.slots.get(ep as usize)?.as_ref()?;
+        Some((slot, self.stun.get_mut(ep as usize)?))
     }
 
     /// Routes of conference `conf`.

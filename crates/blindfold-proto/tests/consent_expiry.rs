@@ -21,9 +21,8 @@ fn consent_lapses_exactly_at_the_timeout_and_a_fresh_check_restores_it() {
         for _ in 0..29 {
             call.sim.advance(Duration::from_secs(1));
             for n in ["a", "c"] {
-                let mut agent = call.agent(n).clone();
                 let from = call.addr(n);
-                assert!(call.sim.latch(&mut agent, from));
+                assert!(call.latch(n, from));
             }
         }
         call.sim.advance(Duration::from_millis(999));
@@ -42,8 +41,7 @@ fn consent_lapses_exactly_at_the_timeout_and_a_fresh_check_restores_it() {
         assert!(!eb.latched);
         assert_eq!(eb.consent_expires_in, Some(Duration::ZERO));
 
-        let mut agent = call.agent("b").clone();
-        assert!(call.sim.latch(&mut agent, b));
+        assert!(call.latch("b", b));
         let h = call.send("a", &rtp(0xA1, 3, 20));
         assert_eq!(h.dsts(), vec![b, c], "a fresh check restores b");
     }

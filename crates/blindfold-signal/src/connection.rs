@@ -15,7 +15,10 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{Notify, mpsc};
 
 use crate::limits::Guard;
-use crate::proto::{ClientMessage, ErrorCode, MAX_FRAME, ServerMessage, encode, parse_client};
+use crate::proto::{
+    CHALLENGE_LEN, ClientMessage, ErrorCode, JOIN_KEY_LEN, MAX_FRAME, ServerMessage, encode,
+    parse_client,
+};
 use crate::service::{JoinRequest, Refusal, Service};
 
 /// How long queued messages (`left`, a last error) may take to go out once the
@@ -82,6 +85,11 @@ pub async fn serve(service: Arc<Service>, socket: WebSocket, conn: Arc<Guard>) {
     let overflow = out.overflow.clone();
     let join_deadline = tokio::time::sleep(limits.join_timeout());
     tokio::pin!(join_deadline);
+    let mut challenge = [0u8; CHALLENGE_LEN];
+    rand::fill(&mut challenge);
+    out.send(&ServerMessage::Challenge {
+        nonce: hex::encode(challenge),
+    });
     let mut joined: Option<(Arc<crate::service::Conference>, String)> = None;
     let mut slow = false;
     loop {
@@ -135,21 +143,26 @@ pub async fn serve(service: Arc<Service>, socket: WebSocket, conn: Arc<Guard>) {
                 ClientMessage::Join {
                     conference,
                     participant,
-                    key,
-                    key_proof,
+                    proof,
+                    key_package,
+                    join_key,
                 },
-            ) => {
-                let req = JoinRequest {
-                    conference,
-                    participant: participant.clone(),
-                    key,
-                    key_proof,
-                    source: conn.source(),
-                };
-                service.join(req, &out).await.map(|conf| {
-                    joined = Some((conf, participant));
-                })
-            }
+            ) => match join_request(
+                conference,
+                participant.clone(),
+                &proof,
+                key_package,
+                join_key,
+            ) {
+                Ok(mut req) => {
+                    req.challenge = challenge;
+                    req.source = conn.source();
+                    service.join(req, &out).await.map(|conf| {
+                        joined = Some((conf, participant));
+                    })
+                }
+                Err(r) => Err(r),
+            },
             (None, _) => Err(Refusal(ErrorCode::WrongState, "join first".into())),
             (Some(_), ClientMessage::Join { .. }) => {
                 Err(Refusal(ErrorCode::WrongState, "already joined".into()))
@@ -160,8 +173,8 @@ pub async fn serve(service: Arc<Service>, socket: WebSocket, conn: Arc<Guard>) {
             (Some((conf, pid)), ClientMessage::Subscribe { to }) => {
                 service.subscribe(conf, pid, to)
             }
-            (Some((conf, pid)), ClientMessage::Key { to, message }) => {
-                service.relay_key(conf, pid, &to, message)
+            (Some((conf, pid)), ClientMessage::Handshake { message, welcome }) => {
+                service.relay_handshake(conf, pid, message, welcome)
             }
             (
                 Some((conf, pid)),
@@ -210,6 +223,36 @@ pub async fn serve(service: Arc<Service>, socket: WebSocket, conn: Arc<Guard>) {
             writer.abort();
         }
     }
+}
+
+/// Decodes a join's hex fields (their shape was validated by [`parse_client`]).
+fn join_request(
+    conference: String,
+    participant: String,
+    proof: &str,
+    key_package: String,
+    join_key: Option<String>,
+) -> Result<JoinRequest, Refusal> {
+    let bad = |f: &str| Refusal(ErrorCode::BadRequest, format!("malformed {f}"));
+    let proof = hex::decode(proof).map_err(|_| bad("proof"))?;
+    let join_key = match join_key {
+        Some(k) => Some(
+            hex::decode(k)
+                .ok()
+                .and_then(|k| <[u8; JOIN_KEY_LEN]>::try_from(k.as_slice()).ok())
+                .ok_or_else(|| bad("join_key"))?,
+        ),
+        None => None,
+    };
+    Ok(JoinRequest {
+        conference,
+        participant,
+        proof,
+        key_package,
+        join_key,
+        challenge: [0; CHALLENGE_LEN],
+        source: std::net::IpAddr::from([0, 0, 0, 0]),
+    })
 }
 
 fn refuse(service: &Service, out: &Outbox, Refusal(code, message): Refusal) {

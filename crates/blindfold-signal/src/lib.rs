@@ -1,38 +1,63 @@
-//! blindfold-signal: the reference signalling service (`blindfold signal`): participants meet here, and it
-//! drives one or more forwarders through their control API.
+//! blindfold-signal: the reference signalling service (`blindfold signal`): participants meet
+//! here, it drives one or more forwarders through their control API, and it is the MLS
+//! delivery service of every call it carries.
 //!
-//! Owns: the WebSocket endpoint participants connect to, each conference's membership,
-//! its placement on a forwarder, and the relay of sealed key messages. Must not touch: any
-//! key (it relays key messages as opaque hex it cannot open, and never tells a forwarder
-//! about keys), the disk (it stores nothing), or info-level logs of ids or addresses.
+//! Owns: the WebSocket endpoint participants connect to, join admission, each conference's
+//! membership as the forwarder sees it, its placement on a forwarder, and the relay and
+//! ordering of MLS messages. Must not touch: any key (it relays MLS messages as opaque hex
+//! and reads only their clear header; it never tells a forwarder about keys), the disk (it
+//! stores nothing), or info-level logs of ids or addresses.
 //!
 //! # Protocol v1 (WebSocket at `/v1/ws`, one JSON text frame per message)
 //! Every frame is an object with `"v": 1` and a `"type"` tag ([`proto`] has the types).
-//! Ids are ephemeral: 32 lowercase hex digits (16 octets, derived per call by the
-//! participants); the service refuses anything else, so it cannot be handed a user name.
+//! Ids are ephemeral: 32 lowercase hex digits (16 octets); the service refuses anything
+//! else, so it cannot be handed a user name. MLS messages are hex.
 //!
 //! | participant → service | meaning |
 //! |---|---|
-//! | `join {conference, participant, key, key_proof?}` | enter; `key` is the key-transport public key (hex) |
+//! | `join {conference, participant, proof, key_package, join_key?}` | enter: `proof` answers the challenge, `key_package` goes to the members |
 //! | `publish {tracks: [{id, kind, ssrcs}]}` | replace the tracks it sends |
 //! | `subscribe {to: null \| [{participant, track}]}` | all others' tracks (default) or just these |
-//! | `key {to, message}` | relay a sealed key message (hex) to one member |
+//! | `handshake {message, welcome?: {to, message}}` | an MLS Commit (with the Welcome for those it adds) or proposal |
 //! | `receive {layer?, last_n?, top_k_audio?, pins?}` | what the forwarder chooses for it: video layer cap, last-N video plus pins, top-K audio |
 //! | `leave {}` | leave; answered by `left` once the forwarder stopped sending to it |
 //!
 //! | service → participant | meaning |
 //! |---|---|
-//! | `joined {you, members, ice, candidates}` | admitted: join order, roster, ICE credentials, forwarder addresses |
-//! | `member_joined {member}` / `member_left {participant}` | membership changed (rekey on a leave) |
+//! | `challenge {nonce}` | first frame of every connection |
+//! | `joined {you, members, ice, candidates}` | admitted: roster, ICE credentials, forwarder addresses |
+//! | `member_joined {member, key_package}` / `member_left {participant}` | a join request for the group / a leave (the group commits the removal) |
 //! | `tracks {participant, tracks}` | a member's tracks changed |
-//! | `key {from, message}` | a sealed key message from a member |
+//! | `handshake {from, message}` / `welcome {message}` | an MLS message in the service's order / this participant's Welcome |
 //! | `published {}` | the forwarder holds the tracks just published: start sending media |
 //! | `speakers {dominant, recent}` | the forwarder's speaker detection: who holds the floor, members by recency (last-N takes the first N) |
 //! | `left {}` / `error {code, message}` | leave done / request refused |
 //!
-//! Error codes: `bad_request`, `wrong_state`, `participant_taken`, `unknown_recipient`,
-//! `forwarder` (refused or unreachable), `capacity` (the forwarders or the service are
-//! full: retry later), `source_limit` (this address holds too much), `join_timeout`.
+//! Error codes: `bad_request`, `wrong_state`, `participant_taken`, `bad_proof`,
+//! `conference_unknown` (join again with the join key), `stale_commit`, `forwarder`
+//! (refused or unreachable), `capacity` (the forwarders or the service are full: retry
+//! later), `source_limit` (this address holds too much), `join_timeout`.
+//!
+//! # Join admission (issue 14 item 6)
+//! Each connection gets a fresh random challenge. A join answers it with
+//! `HMAC(join key, label ‖ challenge ‖ conference ‖ participant)`, where the join key derives
+//! from the call secret. The service learns the join key from the conference's first member
+//! (`join_key`, sent only after a `conference_unknown` refusal) and accepts it only if the
+//! conference id, `SHA-256(label ‖ join key)[..16]`, commits to it. A proof copied from
+//! another connection is worthless, and a participant id that was ever in the conference is
+//! refused, so a departed member's id cannot be taken over; the real member rejoins with a
+//! fresh id. The join key opens nothing: admission to the *group* is the members' check of
+//! the credential in the KeyPackage, which the service relays untouched.
+//!
+//! # Delivery service
+//! The service reads the clear header of each handshake message (group id, epoch, content
+//! type, [`mls_header`]) and keeps the first Commit for the next epoch, broadcasting it to
+//! every member, its sender included, in one order under the conference's lock; later
+//! Commits for that epoch are refused (`stale_commit`). It can stall a call (drop or delay
+//! Commits: the members then stop sending, see `blindfold_e2ee::session`), and it can remove
+//! a member by announcing a leave (which it could do anyway by not forwarding); it cannot
+//! add anyone, keep a leaver in, or read a key. Built with the `hostile-testing` feature
+//! (tests only) it drops, delays, forks and replays on command ([`hostile`]).
 //!
 //! Tracks may carry `extensions: {audio_level?, frame_marking?}` (RFC 8285 ids) and
 //! `simulcast: true`; the service hands them to the forwarder as they are. Speaker events
@@ -43,15 +68,14 @@
 //! this service holds there) and an endpoint named by the participant's ephemeral id.
 //! Publishing sets the endpoint's tracks, then answers `published`; subscriptions follow
 //! every change. A `leave` or a dropped WebSocket deletes the endpoint on the forwarder
-//! *before* the others are told, so a leaver stops receiving at once, before the key
-//! generator's rekey. [`service`] says how this order holds without a lock across
-//! forwarder calls.
+//! *before* the others are told, so a leaver stops receiving at once, before the group's
+//! rekey. [`service`] says how this order holds without a lock across forwarder calls.
 //!
 //! # Limits (strangers must not exhaust it)
 //! WebSocket frames and messages are capped at [`proto::MAX_FRAME`]; connections are
 //! capped in total and per source address (answered `503` and closed); a connection must
-//! join within `--join-timeout-secs`; one source may hold only so many conferences it
-//! created and members without a key proof; each connection's outgoing queue is bounded
+//! join within `--join-timeout-secs` and prove the call secret; one source may hold only so
+//! many conferences it created; each connection's outgoing queue is bounded
 //! in bytes, and a member that stops reading is disconnected (a leave) instead of growing
 //! the service's memory. [`limits::Limits`] lists the flags.
 //!
@@ -61,8 +85,11 @@
 mod accept;
 mod connection;
 pub mod forwarders;
+#[cfg(feature = "hostile-testing")]
+pub mod hostile;
 pub mod limits;
 pub mod metrics;
+pub mod mls_header;
 pub mod proto;
 pub mod service;
 
@@ -237,6 +264,44 @@ pub struct SignalServer {
 impl SignalServer {
     /// Binds `args.listen` (port 0 picks one) and serves until [`SignalServer::stop`].
     pub fn start(args: &SignalArgs) -> Result<Self, SignalError> {
+        Self::start_with(args, None)
+    }
+
+    /// A service that misbehaves as `policy` says (tests only).
+    #[cfg(feature = "hostile-testing")]
+    pub fn start_hostile(
+        args: &SignalArgs,
+        policy: Arc<dyn hostile::Policy>,
+    ) -> Result<Self, SignalError> {
+        Self::start_with(args, Some(policy))
+    }
+
+    /// Relays everything relayed so far in conference `conf` again (tests only).
+    #[cfg(feature = "hostile-testing")]
+    pub fn replay(&self, conf: &str) -> usize {
+        self.service.replay(conf)
+    }
+
+    #[cfg(feature = "hostile-testing")]
+    fn start_with(
+        args: &SignalArgs,
+        policy: Option<Arc<dyn hostile::Policy>>,
+    ) -> Result<Self, SignalError> {
+        Self::start_inner(args, move |f, a| match policy {
+            Some(p) => Service::new_hostile(f, a, p),
+            None => Service::new(f, a),
+        })
+    }
+
+    #[cfg(not(feature = "hostile-testing"))]
+    fn start_with(args: &SignalArgs, _: Option<()>) -> Result<Self, SignalError> {
+        Self::start_inner(args, Service::new)
+    }
+
+    fn start_inner(
+        args: &SignalArgs,
+        make: impl FnOnce(Vec<Forwarder>, Arc<limits::Admission>) -> Service,
+    ) -> Result<Self, SignalError> {
         if args.forwarders.is_empty() {
             return Err(SignalError::NoForwarder);
         }
@@ -255,8 +320,7 @@ impl SignalServer {
             .map_err(SignalError::Forwarder)?;
         let admission = limits::Admission::new(args.limits.clone());
         let service = Arc::new(
-            Service::new(forwarders, admission.clone())
-                .with_speaker_detection(args.speaker_detection),
+            make(forwarders, admission.clone()).with_speaker_detection(args.speaker_detection),
         );
         for f in service.forwarders() {
             rt.spawn(relay_speakers(service.clone(), f.clone()));

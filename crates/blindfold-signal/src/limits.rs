@@ -1,6 +1,6 @@
 //! Admission limits of the signalling service: how many connections it takes (in total and
 //! from one source address), and what one source may hold at once (conferences it
-//! created, members that joined without a key proof). Each admission is an RAII guard
+//! created; every join must prove the call secret, see [`crate::service`]). Each admission is an RAII guard
 //! that gives its unit back when dropped, so a count can never leak on an error path.
 //!
 //! Owns the counters only; must not decide anything about membership, and must not log
@@ -37,14 +37,6 @@ pub struct Limits {
     )]
     pub max_conferences_per_source: usize,
 
-    /// Most members from one source address that joined without a key proof.
-    #[arg(
-        long,
-        default_value_t = 4,
-        env = "BLINDFOLD_SIGNAL_MAX_UNPROVEN_PER_SOURCE"
-    )]
-    pub max_unproven_per_source: usize,
-
     /// Bytes the service queues for one connection before it closes it as a slow
     /// consumer.
     #[arg(long, default_value_t = 512 * 1024, env = "BLINDFOLD_SIGNAL_MAX_QUEUED_BYTES")]
@@ -61,7 +53,6 @@ impl Default for Limits {
             max_connections: 4096,
             max_connections_per_source: 256,
             max_conferences_per_source: 64,
-            max_unproven_per_source: 4,
             max_queued_bytes: 512 * 1024,
             join_timeout_secs: 10,
         }
@@ -82,8 +73,6 @@ pub enum Quota {
     Connections,
     /// Live conferences it created.
     Conferences,
-    /// Members that joined without a key proof.
-    Unproven,
 }
 
 /// Why an admission was refused.
@@ -101,7 +90,6 @@ pub enum Refused {
 struct Counts {
     connections: usize,
     conferences: usize,
-    unproven: usize,
 }
 
 impl Counts {
@@ -109,12 +97,11 @@ impl Counts {
         match q {
             Quota::Connections => &mut self.connections,
             Quota::Conferences => &mut self.conferences,
-            Quota::Unproven => &mut self.unproven,
         }
     }
 
     fn is_empty(&self) -> bool {
-        self.connections == 0 && self.conferences == 0 && self.unproven == 0
+        self.connections == 0 && self.conferences == 0
     }
 }
 
@@ -186,7 +173,6 @@ impl Admission {
         let max = match quota {
             Quota::Connections => self.limits.max_connections_per_source,
             Quota::Conferences => self.limits.max_conferences_per_source,
-            Quota::Unproven => self.limits.max_unproven_per_source,
         };
         let mut inner = self.lock();
         if quota == Quota::Connections && inner.connections >= self.limits.max_connections {
@@ -262,7 +248,7 @@ mod tests {
     fn the_source_table_empties_when_everything_is_given_back() {
         let a = Admission::new(Limits::default());
         let guards: Vec<Guard> = (0..50)
-            .map(|n| a.admit(ip(n), Quota::Unproven).unwrap())
+            .map(|n| a.admit(ip(n), Quota::Conferences).unwrap())
             .collect();
         assert_eq!(a.sources(), 50);
         drop(guards);

@@ -11,11 +11,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::proto::ErrorCode;
 
 /// Every refusal code, in [`index`] order.
-const CODES: [ErrorCode; 8] = [
+const CODES: [ErrorCode; 10] = [
     ErrorCode::BadRequest,
     ErrorCode::WrongState,
     ErrorCode::ParticipantTaken,
-    ErrorCode::UnknownRecipient,
+    ErrorCode::BadProof,
+    ErrorCode::ConferenceUnknown,
+    ErrorCode::StaleCommit,
     ErrorCode::Forwarder,
     ErrorCode::Capacity,
     ErrorCode::SourceLimit,
@@ -28,11 +30,13 @@ const fn index(c: ErrorCode) -> usize {
         ErrorCode::BadRequest => 0,
         ErrorCode::WrongState => 1,
         ErrorCode::ParticipantTaken => 2,
-        ErrorCode::UnknownRecipient => 3,
-        ErrorCode::Forwarder => 4,
-        ErrorCode::Capacity => 5,
-        ErrorCode::SourceLimit => 6,
-        ErrorCode::JoinTimeout => 7,
+        ErrorCode::BadProof => 3,
+        ErrorCode::ConferenceUnknown => 4,
+        ErrorCode::StaleCommit => 5,
+        ErrorCode::Forwarder => 6,
+        ErrorCode::Capacity => 7,
+        ErrorCode::SourceLimit => 8,
+        ErrorCode::JoinTimeout => 9,
     }
 }
 

@@ -2,8 +2,10 @@
 //! participant. Shared by the service ([`crate`]) and the participant (`blindfold-client`).
 //!
 //! Owns the message types and their validation only; it must not touch sockets, the
-//! forwarder or any key. Every id and key field is lowercase hex: the service accepts only
-//! values shaped like ephemeral ids (16 octets), so a client cannot hand it a user name.
+//! forwarder or any key. Every id and byte field is lowercase hex: the service accepts only
+//! ids shaped like ephemeral ids (16 octets), so a client cannot hand it a user name. MLS
+//! messages travel as hex inside JSON text frames; [`MAX_FRAME`] is sized for a Welcome
+//! to a full conference.
 
 use serde::{Deserialize, Serialize};
 
@@ -11,12 +13,22 @@ use serde::{Deserialize, Serialize};
 pub const PROTOCOL_VERSION: u32 = 1;
 /// Octets of an ephemeral id (conference or participant) before hex encoding.
 pub const EPHEMERAL_ID_LEN: usize = 16;
-/// Largest key-transport public key the service relays, in octets.
-pub const MAX_KEY_LEN: usize = 256;
-/// Largest sealed key message the service relays, in octets.
-pub const MAX_KEY_MESSAGE_LEN: usize = 4096;
-/// Largest text frame the service reads.
-pub const MAX_FRAME: usize = 64 * 1024;
+/// Largest MLS message (KeyPackage, Commit, proposal or Welcome) the service relays, in
+/// octets. A Welcome to a 200-member group is ~52 KB; this leaves room for 255 members.
+pub const MAX_MLS_MESSAGE_LEN: usize = 128 * 1024;
+/// Largest text frame the service reads: an MLS message in hex plus its JSON envelope.
+pub const MAX_FRAME: usize = 2 * MAX_MLS_MESSAGE_LEN + 8 * 1024;
+/// Octets of the service's join challenge.
+pub const CHALLENGE_LEN: usize = 32;
+/// Octets of a join proof.
+pub const JOIN_PROOF_LEN: usize = 32;
+/// Octets of a conference's join key.
+pub const JOIN_KEY_LEN: usize = 32;
+/// Most recipients of one Welcome.
+pub const MAX_WELCOME_RECIPIENTS: usize = 64;
+
+const LABEL_CONFERENCE: &[u8] = b"blindfold/v1 conference id";
+const LABEL_JOIN_PROOF: &[u8] = b"blindfold/v1 join proof";
 
 /// A frame: the version plus one message. Unknown fields are ignored so a v1 peer can add
 /// optional fields without breaking older ones; an unknown `type` or `v` is an error.
@@ -114,22 +126,26 @@ pub struct TrackRef {
     pub track: String,
 }
 
-/// What participant to participant the service tells about a member.
+/// What the service tells participants about a member.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberInfo {
     /// Ephemeral participant id.
     pub participant: String,
-    /// Join order the service assigns (lower joined earlier); the key schedule picks the
-    /// key generator from it, so every member must see the same numbers.
+    /// Join order the service assigns (lower joined earlier); informational only: the
+    /// group's membership and who commits are the MLS group's.
     pub order: u64,
-    /// Key-transport public key (hex), e.g. X25519 for HPKE.
-    pub key: String,
-    /// Opaque proof binding the key to the call (hex), checked by members, not the service.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key_proof: Option<String>,
     /// Tracks it publishes.
     #[serde(default)]
     pub tracks: Vec<Track>,
+}
+
+/// A Welcome to hand to the participants a Commit adds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WelcomeOut {
+    /// Ephemeral ids of the participants it adds.
+    pub to: Vec<String>,
+    /// The MLS Welcome (hex).
+    pub message: String,
 }
 
 /// ICE credentials of the participant's endpoint on the forwarder.
@@ -154,17 +170,20 @@ pub struct Candidate {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMessage {
-    /// Enter a call. Must be the first message, and only once.
+    /// Enter a call, answering the service's `challenge`. Must come first, and only once.
     Join {
         /// Ephemeral conference id (32 hex digits).
         conference: String,
-        /// Ephemeral participant id (32 hex digits).
+        /// Ephemeral participant id (32 hex digits), fresh for this join.
         participant: String,
-        /// Key-transport public key (hex).
-        key: String,
-        /// Optional opaque proof for the other members (hex).
+        /// [`join_proof`] over this connection's challenge (hex).
+        proof: String,
+        /// The participant's MLS KeyPackage (hex), relayed to the members as is.
+        key_package: String,
+        /// The conference's join key (hex), sent only when the service answered
+        /// `conference_unknown`: the conference id commits to it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        key_proof: Option<String>,
+        join_key: Option<String>,
     },
     /// Replace the set of tracks this participant publishes.
     Publish {
@@ -177,12 +196,15 @@ pub enum ClientMessage {
         /// The tracks, or `null` for all.
         to: Option<Vec<TrackRef>>,
     },
-    /// A sealed key message for one member; relayed as is.
-    Key {
-        /// Recipient's ephemeral participant id.
-        to: String,
-        /// Sealed message (hex).
+    /// An MLS handshake message (Commit or proposal, hex). The service keeps the first
+    /// Commit per epoch and broadcasts it to every member, the sender included, with the
+    /// Welcome going to the participants it adds; proposals go to the others.
+    Handshake {
+        /// The MLSMessage (hex).
         message: String,
+        /// The Welcome of a Commit that adds members.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        welcome: Option<WelcomeOut>,
     },
     /// What the forwarder should choose for this participant: the highest video layer
     /// it wants (`null`: the best), video from at most `last_n` recent speakers plus the
@@ -210,7 +232,13 @@ pub enum ClientMessage {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMessage {
+    /// The first frame on a connection: the challenge a join must answer.
+    Challenge {
+        /// Random octets (hex), fresh per connection.
+        nonce: String,
+    },
     /// The join succeeded: this member's view, the others, and how to reach the forwarder.
+    /// With no other member, the joiner starts the group; otherwise it waits for a Welcome.
     Joined {
         /// This participant as the others see it.
         you: MemberInfo,
@@ -221,10 +249,12 @@ pub enum ServerMessage {
         /// Forwarder media addresses.
         candidates: Vec<Candidate>,
     },
-    /// Another participant joined.
+    /// Another participant joined and asks the group to add it.
     MemberJoined {
         /// The newcomer.
         member: MemberInfo,
+        /// Its MLS KeyPackage (hex).
+        key_package: String,
     },
     /// A participant left (its endpoint is already gone from the forwarder).
     MemberLeft {
@@ -238,11 +268,16 @@ pub enum ServerMessage {
         /// The full set.
         tracks: Vec<Track>,
     },
-    /// A sealed key message from another member.
-    Key {
-        /// Sender's ephemeral id, as the service saw it (the seal authenticates it).
+    /// An MLS handshake message in the service's order.
+    Handshake {
+        /// Sender's ephemeral id, as the service saw it (MLS authenticates the real one).
         from: String,
-        /// Sealed message (hex).
+        /// The MLSMessage (hex).
+        message: String,
+    },
+    /// A Welcome for this participant.
+    Welcome {
+        /// The MLS Welcome (hex).
         message: String,
     },
     /// The forwarder holds the tracks of the last `publish`: media sent from now on is
@@ -277,10 +312,14 @@ pub enum ErrorCode {
     BadRequest,
     /// A message other than `join` before joining, or `join` twice.
     WrongState,
-    /// The participant id is already in the conference.
+    /// The participant id is in the conference or was in it before.
     ParticipantTaken,
-    /// The key message names a recipient that is not a member.
-    UnknownRecipient,
+    /// The join proof does not verify for this connection's challenge.
+    BadProof,
+    /// The service holds no join key for this conference: join again with `join_key`.
+    ConferenceUnknown,
+    /// A Commit for an epoch that already has one (or is out of order): another won.
+    StaleCommit,
     /// The forwarder refused or could not be reached.
     Forwarder,
     /// No room: the forwarders are full (conferences or endpoints), or the service has as
@@ -341,8 +380,9 @@ fn validate(msg: &ClientMessage) -> Result<(), ProtoError> {
         ClientMessage::Join {
             conference,
             participant,
-            key,
-            key_proof,
+            proof,
+            key_package,
+            join_key,
         } => {
             if !is_ephemeral_id(conference) {
                 return Err(ProtoError::Field("conference"));
@@ -350,11 +390,17 @@ fn validate(msg: &ClientMessage) -> Result<(), ProtoError> {
             if !is_ephemeral_id(participant) {
                 return Err(ProtoError::Field("participant"));
             }
-            if !is_hex_up_to(key, MAX_KEY_LEN) {
-                return Err(ProtoError::Field("key"));
+            if proof.len() != 2 * JOIN_PROOF_LEN || !is_hex_up_to(proof, JOIN_PROOF_LEN) {
+                return Err(ProtoError::Field("proof"));
             }
-            if key_proof.as_deref().is_some_and(|p| !is_hex_up_to(p, 64)) {
-                return Err(ProtoError::Field("key_proof"));
+            if !is_hex_up_to(key_package, MAX_MLS_MESSAGE_LEN) {
+                return Err(ProtoError::Field("key_package"));
+            }
+            if join_key
+                .as_deref()
+                .is_some_and(|k| k.len() != 2 * JOIN_KEY_LEN || !is_hex_up_to(k, JOIN_KEY_LEN))
+            {
+                return Err(ProtoError::Field("join_key"));
             }
         }
         ClientMessage::Publish { tracks } => {
@@ -394,17 +440,80 @@ fn validate(msg: &ClientMessage) -> Result<(), ProtoError> {
                 }
             }
         }
-        ClientMessage::Key { to, message } => {
-            if !is_ephemeral_id(to) {
-                return Err(ProtoError::Field("to"));
-            }
-            if !is_hex_up_to(message, MAX_KEY_MESSAGE_LEN) {
+        ClientMessage::Handshake { message, welcome } => {
+            if !is_hex_up_to(message, MAX_MLS_MESSAGE_LEN) {
                 return Err(ProtoError::Field("message"));
+            }
+            if let Some(w) = welcome {
+                if w.to.is_empty()
+                    || w.to.len() > MAX_WELCOME_RECIPIENTS
+                    || !w.to.iter().all(|t| is_ephemeral_id(t))
+                {
+                    return Err(ProtoError::Field("welcome.to"));
+                }
+                if !is_hex_up_to(&w.message, MAX_MLS_MESSAGE_LEN) {
+                    return Err(ProtoError::Field("welcome.message"));
+                }
             }
         }
         ClientMessage::Leave => {}
     }
     Ok(())
+}
+
+/// The conference id a join key commits to: `SHA-256(len ‖ label ‖ join key)[..16]` in hex
+/// (the participants derive both from the call secret; `blindfold_e2ee::ids` has the same
+/// formula, and a client test checks the two agree).
+pub fn conference_id_for(join_key: &[u8; JOIN_KEY_LEN]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(
+        u32::try_from(LABEL_CONFERENCE.len())
+            .unwrap_or(u32::MAX)
+            .to_be_bytes(),
+    );
+    h.update(LABEL_CONFERENCE);
+    h.update(join_key);
+    hex::encode(&h.finalize()[..EPHEMERAL_ID_LEN])
+}
+
+/// `HMAC-SHA256(join key, label ‖ challenge ‖ conference ‖ participant)`, every field
+/// length-prefixed: proves knowledge of the call secret for this connection only.
+pub fn join_proof(
+    join_key: &[u8; JOIN_KEY_LEN],
+    challenge: &[u8],
+    conference: &str,
+    participant: &str,
+) -> [u8; JOIN_PROOF_LEN] {
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(join_key)
+        .expect("HMAC takes any key length");
+    for part in [
+        LABEL_JOIN_PROOF,
+        challenge,
+        conference.as_bytes(),
+        participant.as_bytes(),
+    ] {
+        mac.update(&u32::try_from(part.len()).unwrap_or(u32::MAX).to_be_bytes());
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().into()
+}
+
+/// Checks a join proof in constant time.
+pub fn verify_join_proof(
+    join_key: &[u8; JOIN_KEY_LEN],
+    challenge: &[u8],
+    conference: &str,
+    participant: &str,
+    proof: &[u8],
+) -> bool {
+    use subtle::ConstantTimeEq;
+    bool::from(
+        join_proof(join_key, challenge, conference, participant)
+            .as_slice()
+            .ct_eq(proof),
+    )
 }
 
 /// Parses a service frame (the participant's side).
@@ -434,8 +543,9 @@ mod tests {
         let msg = ClientMessage::Join {
             conference: ID.into(),
             participant: ID.into(),
-            key: "ab".repeat(32),
-            key_proof: None,
+            proof: "ab".repeat(32),
+            key_package: "cd".repeat(300),
+            join_key: None,
         };
         let text = encode(&msg);
         assert!(
@@ -443,6 +553,20 @@ mod tests {
             "{text}"
         );
         assert_eq!(parse_client(&text).unwrap(), msg);
+    }
+
+    #[test]
+    fn join_proofs_bind_challenge_conference_and_participant() {
+        let key = [7u8; 32];
+        let p = join_proof(&key, b"challenge-1", ID, ID);
+        assert!(verify_join_proof(&key, b"challenge-1", ID, ID, &p));
+        assert!(!verify_join_proof(&key, b"challenge-2", ID, ID, &p));
+        assert!(!verify_join_proof(&[8; 32], b"challenge-1", ID, ID, &p));
+        let other = "ffeeddccbbaa99887766554433221100";
+        assert!(!verify_join_proof(&key, b"challenge-1", ID, other, &p));
+        assert!(!verify_join_proof(&key, b"challenge-1", other, ID, &p));
+        assert_ne!(conference_id_for(&key), conference_id_for(&[8; 32]));
+        assert!(is_ephemeral_id(&conference_id_for(&key)));
     }
 
     #[test]
@@ -470,13 +594,14 @@ mod tests {
             parse_client(r#"{"v":2,"type":"leave"}"#),
             Err(ProtoError::Version(2))
         );
+        let proof = "ab".repeat(32);
         let named = format!(
-            r#"{{"v":1,"type":"join","conference":"{ID}","participant":"alice@example.org","key":"abcd"}}"#
+            r#"{{"v":1,"type":"join","conference":"{ID}","participant":"alice@example.org","proof":"{proof}","key_package":"abcd"}}"#
         );
         assert_eq!(parse_client(&named), Err(ProtoError::Field("participant")));
         let upper = ID.to_uppercase();
         let msg = format!(
-            r#"{{"v":1,"type":"join","conference":"{upper}","participant":"{ID}","key":"abcd"}}"#
+            r#"{{"v":1,"type":"join","conference":"{upper}","participant":"{ID}","proof":"{proof}","key_package":"abcd"}}"#
         );
         assert_eq!(parse_client(&msg), Err(ProtoError::Field("conference")));
         assert!(parse_client(r#"{"v":1,"type":"dance"}"#).is_err());
@@ -517,7 +642,10 @@ mod tests {
         assert_eq!(parse_client(dup), Err(ProtoError::Field("tracks.id")));
         let empty = r#"{"v":1,"type":"publish","tracks":[{"id":"mic","kind":"audio","ssrcs":[]}]}"#;
         assert_eq!(parse_client(empty), Err(ProtoError::Field("tracks.ssrcs")));
-        let odd = format!(r#"{{"v":1,"type":"key","to":"{ID}","message":"abc"}}"#);
-        assert_eq!(parse_client(&odd), Err(ProtoError::Field("message")));
+        let odd = r#"{"v":1,"type":"handshake","message":"abc"}"#;
+        assert_eq!(parse_client(odd), Err(ProtoError::Field("message")));
+        let nobody =
+            r#"{"v":1,"type":"handshake","message":"ab","welcome":{"to":[],"message":"ab"}}"#;
+        assert_eq!(parse_client(nobody), Err(ProtoError::Field("welcome.to")));
     }
 }

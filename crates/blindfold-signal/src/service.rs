@@ -1,9 +1,12 @@
 //! The signalling service's calls: each conference's membership, its home forwarder, and
 //! the forwarder calls that membership changes cause.
 //!
-//! Owns the in-memory membership of every conference this service placed and the order
-//! of forwarder calls versus notifications. Must not open, parse or store key messages
-//! beyond relaying them, write anything to disk, or log ids or addresses above debug
+//! Owns the in-memory membership of every conference this service placed, join admission
+//! (the proof under the conference's join key, ids admitted once), the delivery-service
+//! relay of MLS messages (first Commit per epoch wins and goes to everyone, Welcomes to the
+//! joiners), and the order of forwarder calls versus notifications. Must not open or store
+//! MLS messages beyond relaying the hex and reading the clear header
+//! ([`crate::mls_header`]), write anything to disk, or log ids or addresses above debug
 //! level.
 //!
 //! # Concurrency
@@ -13,14 +16,15 @@
 //! rest of the call, independent calls run concurrently (the subscription updates a
 //! publish causes go out in parallel), and what needs an order keeps it:
 //! - a joiner's endpoint exists before anyone hears of the joiner, and the joiner hears of
-//!   the others before they hear of it (so a key message sealed to it in reaction arrives
-//!   after its `joined`);
+//!   the others before they hear of it (so the Welcome a member's Commit brings in reaction
+//!   arrives after its `joined`);
 //! - a leaver's endpoint is deleted on the forwarder before the others are told (and so
-//!   before the key generator's rekey);
+//!   before the group's rekey);
 //! - a publisher's tracks are on the forwarder before anyone, itself included
 //!   (`published`), hears of them;
-//! - membership and track notifications are sent under the lock, so every member sees
-//!   them in the same order, and join order numbers are assigned there too;
+//! - membership and track notifications and relayed MLS messages are sent under the lock,
+//!   so every member sees them in the same order, and join order numbers and the epoch of
+//!   the last Commit are assigned there too;
 //! - each member's subscriptions are pushed by at most one task at a time, which re-reads
 //!   the wanted set after each push, so the last push is always the latest set;
 //! - speaker events from the forwarders' event streams are relayed to the conference's
@@ -44,7 +48,11 @@ use crate::connection::Outbox;
 use crate::forwarders::{Forwarder, by_load};
 use crate::limits::{Admission, Guard, Quota, Refused};
 use crate::metrics::Metrics;
-use crate::proto::{ErrorCode, MemberInfo, ServerMessage, Track, TrackKind, TrackRef};
+use crate::mls_header::{self, Content};
+use crate::proto::{
+    self, CHALLENGE_LEN, ErrorCode, JOIN_KEY_LEN, MemberInfo, ServerMessage, Track, TrackKind,
+    TrackRef, WelcomeOut,
+};
 
 /// The whole service: forwarders, admission counters and conferences.
 pub struct Service {
@@ -54,6 +62,8 @@ pub struct Service {
     conferences: Mutex<HashMap<String, Arc<Conference>>>,
     /// Conferences this service creates keep the forwarder's speaker detection on.
     speaker_detection: bool,
+    #[cfg(feature = "hostile-testing")]
+    hostile: Option<Arc<dyn crate::hostile::Policy>>,
 }
 
 /// What a member asks the forwarder to choose for it (the `receive` message).
@@ -90,6 +100,16 @@ struct ConfState {
     pending: HashSet<String>,
     /// The creator's conference quota, given back when the conference is gone.
     creator: Option<Guard>,
+    /// The key join proofs are checked with, from the first member (the conference id
+    /// commits to it).
+    join_key: Option<[u8; JOIN_KEY_LEN]>,
+    /// Every participant id ever admitted: none is admitted twice.
+    seen: HashSet<String>,
+    /// The epoch of the last Commit relayed: the next must be for the one after it.
+    last_commit_epoch: Option<u64>,
+    /// Everything relayed, for the hostile mode's replays.
+    #[cfg(feature = "hostile-testing")]
+    log: Vec<ServerMessage>,
 }
 
 struct Member {
@@ -104,12 +124,10 @@ struct Member {
     /// A task is pushing this member's subscriptions.
     syncing: bool,
     out: Outbox,
-    /// Held while it is a member without a key proof.
-    _unproven: Option<Guard>,
 }
 
 /// The service's whole view of the calls it carries: only what participants sent it,
-/// i.e. ephemeral ids, key-transport public keys, tracks and join order.
+/// i.e. ephemeral ids, tracks and join order (MLS messages are relayed, not kept).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct StateView {
     /// Conferences, by ephemeral id.
@@ -165,7 +183,6 @@ impl From<Refused> for Refusal {
                 match q {
                     Quota::Connections => "too many connections from this address",
                     Quota::Conferences => "too many conferences created from this address",
-                    Quota::Unproven => "too many joins without a key proof from this address",
                 }
                 .into(),
             ),
@@ -177,8 +194,13 @@ impl From<Refused> for Refusal {
 pub(crate) struct JoinRequest {
     pub conference: String,
     pub participant: String,
-    pub key: String,
-    pub key_proof: Option<String>,
+    /// The MAC answering this connection's challenge.
+    pub proof: Vec<u8>,
+    /// The joiner's KeyPackage (hex), for the members.
+    pub key_package: String,
+    /// The join key, when the joiner registers the conference.
+    pub join_key: Option<[u8; JOIN_KEY_LEN]>,
+    pub challenge: [u8; CHALLENGE_LEN],
     /// The connection's source address, for the per-source quotas.
     pub source: IpAddr,
 }
@@ -200,6 +222,8 @@ impl Service {
             metrics: Arc::new(Metrics::default()),
             conferences: Mutex::new(HashMap::new()),
             speaker_detection: true,
+            #[cfg(feature = "hostile-testing")]
+            hostile: None,
         }
     }
 
@@ -229,6 +253,18 @@ impl Service {
         for m in st.members.values() {
             m.out.send(&msg);
         }
+    }
+
+    /// A service that misbehaves as `policy` says (tests only).
+    #[cfg(feature = "hostile-testing")]
+    pub fn new_hostile(
+        forwarders: Vec<Forwarder>,
+        admission: Arc<Admission>,
+        policy: Arc<dyn crate::hostile::Policy>,
+    ) -> Self {
+        let mut s = Self::new(forwarders, admission);
+        s.hostile = Some(policy);
+        s
     }
 
     /// The service's counters.
@@ -295,28 +331,34 @@ impl Service {
         req: JoinRequest,
         out: &Outbox,
     ) -> Result<Arc<Conference>, Refusal> {
-        let unproven = match req.key_proof {
-            Some(_) => None,
-            None => Some(self.admission.admit(req.source, Quota::Unproven)?),
-        };
         let pid = req.participant;
         let conf = loop {
             let conf = self.conference(&req.conference);
-            let mut wait = {
+            let (mut wait, refused) = {
                 let mut st = conf.lock();
                 if !st.closed {
-                    if st.members.contains_key(&pid) || st.pending.contains(&pid) {
-                        return Err(Refusal(
-                            ErrorCode::ParticipantTaken,
-                            "participant id in use".into(),
-                        ));
+                    match admit(
+                        &mut st,
+                        &conf.id,
+                        &pid,
+                        &req.proof,
+                        req.join_key,
+                        &req.challenge,
+                    ) {
+                        Ok(()) => (None, None),
+                        // A refused stranger must not leave an empty conference behind.
+                        Err(refusal) => (None, Some((refusal, begin_close(&mut st)))),
                     }
-                    st.pending.insert(pid.clone());
-                    None
                 } else {
-                    Some(conf.deleted.subscribe())
+                    (Some(conf.deleted.subscribe()), None)
                 }
             };
+            if let Some((refusal, close)) = refused {
+                if close {
+                    self.finish_close(&conf).await;
+                }
+                return Err(refusal);
+            }
             let Some(wait) = wait.as_mut() else {
                 break conf;
             };
@@ -350,11 +392,10 @@ impl Service {
         {
             let mut st = conf.lock();
             st.pending.remove(&pid);
+            st.seen.insert(pid.clone());
             let info = MemberInfo {
                 participant: pid.clone(),
                 order: st.next_order,
-                key: req.key,
-                key_proof: req.key_proof,
                 tracks: Vec::new(),
             };
             st.next_order += 1;
@@ -377,10 +418,13 @@ impl Service {
             });
             let joined = ServerMessage::MemberJoined {
                 member: info.clone(),
+                key_package: req.key_package,
             };
             for m in st.members.values() {
                 m.out.send(&joined);
             }
+            #[cfg(feature = "hostile-testing")]
+            st.log.push(joined);
             st.members.insert(
                 pid.clone(),
                 Member {
@@ -391,7 +435,6 @@ impl Service {
                     pushed_layer: None,
                     syncing: false,
                     out: out.clone(),
-                    _unproven: unproven,
                 },
             );
             tracing::info!(members = st.members.len(), "participant joined");
@@ -442,7 +485,7 @@ impl Service {
     }
 
     /// Removes `pid`: its endpoint goes from the forwarder first, so it stops receiving at
-    /// once, and only then are the others told (and the key generator rekeys).
+    /// once, and only then are the others told (and the group commits its removal).
     pub(crate) async fn leave(&self, conf: &Arc<Conference>, pid: &str) {
         if conf.lock().members.remove(pid).is_none() {
             return;
@@ -458,8 +501,8 @@ impl Service {
             let left = ServerMessage::MemberLeft {
                 participant: pid.to_string(),
             };
-            for m in st.members.values() {
-                m.out.send(&left);
+            for (id, m) in &st.members {
+                self.deliver(&m.out, id, pid, None, left.clone());
             }
             tracing::info!(members = st.members.len(), "participant left");
             let others: Vec<String> = st.members.keys().cloned().collect();
@@ -576,27 +619,168 @@ impl Service {
         Ok(())
     }
 
-    /// Queues a sealed key message for member `to`.
-    pub(crate) fn relay_key(
+    /// The delivery service: reads the clear MLS header, keeps the first Commit for the
+    /// next epoch and broadcasts it to every member, the committer included, then hands its
+    /// Welcome to the members it adds; proposals go to the others. Application messages are
+    /// not relayed (media goes through the forwarder).
+    pub(crate) fn relay_handshake(
         &self,
         conf: &Arc<Conference>,
         from: &str,
-        to: &str,
         message: String,
+        welcome: Option<WelcomeOut>,
     ) -> Result<(), Refusal> {
-        let st = conf.lock();
-        let Some(m) = st.members.get(to) else {
-            return Err(Refusal(
-                ErrorCode::UnknownRecipient,
-                "recipient is not a member".into(),
-            ));
-        };
-        m.out.send(&ServerMessage::Key {
+        let bytes =
+            hex::decode(&message).map_err(|_| Refusal(ErrorCode::BadRequest, "message".into()))?;
+        let header =
+            mls_header::parse(&bytes).map_err(|e| Refusal(ErrorCode::BadRequest, e.to_string()))?;
+        if hex::encode(&header.group_id) != conf.id {
+            return Err(Refusal(ErrorCode::BadRequest, "another group".into()));
+        }
+        let mut st = conf.lock();
+        let msg = ServerMessage::Handshake {
             from: from.to_string(),
             message,
-        });
+        };
+        match header.content {
+            Content::Application => {
+                return Err(Refusal(ErrorCode::BadRequest, "not a handshake".into()));
+            }
+            Content::Proposal => {
+                if welcome.is_some() {
+                    return Err(Refusal(
+                        ErrorCode::BadRequest,
+                        "a Welcome without a Commit".into(),
+                    ));
+                }
+                for (id, m) in &st.members {
+                    if id != from {
+                        self.deliver(&m.out, id, from, Some(header.epoch), msg.clone());
+                    }
+                }
+            }
+            Content::Commit => {
+                let next = st.last_commit_epoch.map(|e| e.saturating_add(1));
+                if next.is_some_and(|n| header.epoch != n) && self.orders_commits() {
+                    return Err(Refusal(
+                        ErrorCode::StaleCommit,
+                        "that epoch already has its Commit".into(),
+                    ));
+                }
+                st.last_commit_epoch = Some(header.epoch);
+                for (id, m) in &st.members {
+                    self.deliver(&m.out, id, from, Some(header.epoch), msg.clone());
+                }
+                if let Some(w) = welcome {
+                    let welcome = ServerMessage::Welcome { message: w.message };
+                    for to in &w.to {
+                        if let Some(m) = st.members.get(to) {
+                            self.deliver(&m.out, to, from, Some(header.epoch), welcome.clone());
+                        }
+                    }
+                    #[cfg(feature = "hostile-testing")]
+                    st.log.push(welcome);
+                }
+            }
+        }
+        #[cfg(feature = "hostile-testing")]
+        st.log.push(msg);
+        #[cfg(not(feature = "hostile-testing"))]
+        let _ = &mut st;
         Ok(())
     }
+
+    #[cfg(feature = "hostile-testing")]
+    fn orders_commits(&self) -> bool {
+        self.hostile.as_ref().is_none_or(|h| h.order_commits())
+    }
+
+    #[cfg(not(feature = "hostile-testing"))]
+    fn orders_commits(&self) -> bool {
+        true
+    }
+
+    /// Queues `msg` for member `to`; in the hostile mode the policy may drop or delay it.
+    fn deliver(&self, out: &Outbox, to: &str, from: &str, epoch: Option<u64>, msg: ServerMessage) {
+        #[cfg(feature = "hostile-testing")]
+        if let Some(h) = &self.hostile {
+            use crate::hostile::Action;
+            match h.decide(&msg, from, to, epoch) {
+                Action::Deliver => {}
+                Action::Drop => return,
+                Action::Delay(d) => {
+                    let out = out.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(d).await;
+                        out.send(&msg);
+                    });
+                    return;
+                }
+            }
+        }
+        let _ = (to, from, epoch);
+        out.send(&msg);
+    }
+
+    /// Sends every join announcement and MLS message relayed so far in `conf` again, to
+    /// every member (the hostile mode's replay). Returns how many deliveries that made.
+    #[cfg(feature = "hostile-testing")]
+    pub fn replay(&self, conf: &str) -> usize {
+        let Some(c) = self.conferences().get(conf).cloned() else {
+            return 0;
+        };
+        let st = c.lock();
+        for m in st.members.values() {
+            for msg in &st.log {
+                m.out.send(msg);
+            }
+        }
+        st.log.len() * st.members.len()
+    }
+}
+
+/// Checks a join under the conference's lock and reserves the id: the join key (known, or
+/// offered and committed to by the conference id), the proof for this connection's
+/// challenge, and an id never admitted before.
+fn admit(
+    st: &mut ConfState,
+    conference: &str,
+    pid: &str,
+    proof: &[u8],
+    offered: Option<[u8; JOIN_KEY_LEN]>,
+    challenge: &[u8; CHALLENGE_LEN],
+) -> Result<(), Refusal> {
+    let key = match (st.join_key, offered) {
+        (Some(k), _) => k,
+        (None, Some(k)) if proto::conference_id_for(&k) == conference => k,
+        (None, Some(_)) => {
+            return Err(Refusal(
+                ErrorCode::BadProof,
+                "the join key does not match the conference".into(),
+            ));
+        }
+        (None, None) => {
+            return Err(Refusal(
+                ErrorCode::ConferenceUnknown,
+                "join again with the join key".into(),
+            ));
+        }
+    };
+    if !proto::verify_join_proof(&key, challenge, conference, pid, proof) {
+        return Err(Refusal(
+            ErrorCode::BadProof,
+            "the join proof does not verify".into(),
+        ));
+    }
+    if st.members.contains_key(pid) || st.pending.contains(pid) || st.seen.contains(pid) {
+        return Err(Refusal(
+            ErrorCode::ParticipantTaken,
+            "participant id in use".into(),
+        ));
+    }
+    st.join_key = Some(key);
+    st.pending.insert(pid.to_string());
+    Ok(())
 }
 
 /// Marks an empty conference closed; true when the caller must finish closing it.

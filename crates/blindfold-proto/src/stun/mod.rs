@@ -13,7 +13,9 @@
 //! Only authenticated requests get an answer, so someone who does not know an
 //! endpoint's pwd cannot use the forwarder as a reflector. The answer (at most 76 bytes)
 //! is also smaller than any request that can authenticate against our 16-character
-//! ufrags (at least 80 bytes), so it is no amplifier either.
+//! ufrags (at least 80 bytes), so it is no amplifier either; the forwarder's own check to
+//! an address it has not proven yet ([`server::write_check`]) is held by the router to
+//! three times what that address sent.
 //!
 //! Every offset read from the network is bounds-checked; malformed input is an
 //! [`StunError`], never a panic (see [`fuzz_stun`] and the sweep tests).

@@ -124,6 +124,14 @@ impl Call {
         &mut self.agents[NAMES.iter().position(|n| *n == name).unwrap()]
     }
 
+    /// `name`'s agent sends a fresh nominating check from `from` and answers what follows
+    /// (see `Sim::latch`). Agents are used in place: a clone would repeat transaction ids,
+    /// which the forwarder answers as retransmissions and which refresh nothing.
+    pub fn latch(&mut self, name: &str, from: SocketAddr) -> bool {
+        let i = NAMES.iter().position(|n| *n == name).unwrap();
+        self.sim.latch(&mut self.agents[i], from)
+    }
+
     /// `name` sends `pkt` from its own address.
     pub fn send(&mut self, name: &str, pkt: &[u8]) -> Handled {
         let from = self.addr(name);
