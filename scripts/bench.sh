@@ -36,9 +36,12 @@
 # Every step reports whether the generator itself was the bottleneck (GENERATOR LIMITED).
 # With QUIET=N each target start first waits (up to 10 min) until the host's CPUs were
 # less than N % busy over 2 s, and prints that figure: on a shared host, set it.
-# With RT=PRIO the target and the generator run at SCHED_FIFO priority PRIO (root only),
-# so a neighbour's build cannot preempt them mid-measurement; the kernel's RT throttling
-# (sched_rt_runtime_us, 95 % by default) still leaves the neighbours their share.
+# With RT=PRIO (root only) the generator runs at SCHED_FIFO priority PRIO and so do the
+# target's forwarding threads (its shards, or the ceiling's loop; the forwarder's control
+# thread stays at nice -19), so a neighbour's build cannot preempt them mid-measurement;
+# the kernel's RT throttling (sched_rt_runtime_us, 95 % by default) still leaves the
+# neighbours their share. NICE=-N alone runs target and generator at that nice level,
+# which on a busy host is not enough.
 # Env: ROUNDS (2), ROUNDS_VIDEO (1), STEP (1 s measured per step), PKT (500), BURST (8),
 # BPKT (1200), FIXED (4 s per fixed-rate run), OUT (target/bench).
 set -euo pipefail
@@ -63,19 +66,36 @@ ulimit -n 20000 2>/dev/null || true
 
 NCPU=$(nproc)
 PRI=()
+GPRI=()
 if [ -n "${RT:-}" ]; then
-    PRI=(chrt -f "$RT")
-    echo "priority: target and generator at SCHED_FIFO $RT"
+    PRI=(nice -n -19)
+    GPRI=(chrt -f "$RT")
+    echo "priority: generator and the target's forwarding threads at SCHED_FIFO $RT"
+elif [ -n "${NICE:-}" ]; then
+    PRI=(nice -n "$NICE")
+    GPRI=(nice -n "$NICE")
+    echo "priority: target and generator at nice $NICE"
 fi
 if [ "$NCPU" -ge 2 ]; then
-    GEN=(taskset -c 0 "${PRI[@]}")
+    GEN=(taskset -c 0 "${GPRI[@]}")
     TGT=(taskset -c 1 "${PRI[@]}")
     echo "pinning: target on core 1, generator on core 0 (taskset); $NCPU cores"
 else
-    GEN=("${PRI[@]}")
+    GEN=("${GPRI[@]}")
     TGT=("${PRI[@]}")
     echo "pinning: none (1 core)"
 fi
+
+# With RT, the target's forwarding threads (shard-N, the ceiling's loop) go SCHED_FIFO.
+promote() { # pid
+    [ -z "${RT:-}" ] && return 0
+    local t
+    for t in /proc/"$1"/task/*; do
+        case "$(cat "$t/comm" 2>/dev/null)" in
+            shard-* | ceiling) chrt -f -p "$RT" "${t##*/}" >/dev/null ;;
+        esac
+    done
+}
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 START=$(date +%s)
 
@@ -123,7 +143,13 @@ start_target() { # kind shards pin -> sets TPID, MEDIA, CONTROL
     fi
     TPID=$!
     PIDS+=("$TPID")
-    for _ in $(seq 100); do grep -q "^media" "$log" 2>/dev/null && return 0; sleep 0.05; done
+    for _ in $(seq 100); do
+        if grep -q "^media" "$log" 2>/dev/null; then
+            promote "$TPID"
+            return 0
+        fi
+        sleep 0.05
+    done
     echo "target did not start: $(cat "$log")" >&2
     exit 1
 }
@@ -240,7 +266,7 @@ if [[ " $SECTIONS " == *" shards "* ]]; then
     for shards in 1 2; do
         start_target forwarder "$shards" true
         # shellcheck disable=SC2046
-        line=$("${PRI[@]}" "$BIN" plan $(target_args forwarder) --conferences 4 --size 5 --profile "cbr:600:$PKT" \
+        line=$("${GPRI[@]}" "$BIN" plan $(target_args forwarder) --conferences 4 --size 5 --profile "cbr:600:$PKT" \
             --sweep rate --factor 1.6 --max-steps 8 --refine 2 --duration "$STEP" --warmup 0.5 \
             --drain-ms 200 --slo-p99-us 0 --quiet --out "$OUT/shards-$shards" 2>>"$OUT/plan.log" | grep '^CAPACITY' || true)
         stop_target
@@ -257,7 +283,7 @@ if [[ " $SECTIONS " == *" capacity "* ]]; then
         shift 5
         start_target "$kind" "$shards" "$pin"
         local gen=("${GEN[@]}")
-        [ "$pin" = true ] && gen=("${PRI[@]}")
+        [ "$pin" = true ] && gen=("${GPRI[@]}")
         local line
         # shellcheck disable=SC2046
         line=$("${gen[@]}" "$BIN" plan $(target_args "$kind") --conferences 2 --size 10 \

@@ -10,7 +10,9 @@
 #
 # Each forwarder gets media port MEDIA_BASE+i (10000) and control port CONTROL_BASE+i
 # (8480) on 127.0.0.1, node id fwd-i, and the control token in $BLINDFOLD_CONTROL_TOKEN
-# (generated when unset).
+# (generated when unset). A relay endpoint publishes every remote member's tracks that
+# members here want, hence --max-tracks-per-endpoint 512 (the default 16 fits a
+# participant, not a relay).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -48,7 +50,8 @@ echo "redis    $REDIS"
 for i in $(seq 0 $((FORWARDERS - 1))); do
   "$BLINDFOLD" serve --redis "$REDIS" --node-id "fwd-$i" \
     --media "127.0.0.1:$((MEDIA_BASE + i))" --control "127.0.0.1:$((CONTROL_BASE + i))" \
-    --shards 1 --pin false >"$DIR/fwd-$i.out" 2>"$DIR/fwd-$i.log" &
+    --shards 1 --pin false --max-tracks-per-endpoint 512 \
+    >"$DIR/fwd-$i.out" 2>"$DIR/fwd-$i.log" &
   PIDS+=($!)
   echo "fwd-$i    media 127.0.0.1:$((MEDIA_BASE + i))  control http://127.0.0.1:$((CONTROL_BASE + i))  log $DIR/fwd-$i.log"
 done

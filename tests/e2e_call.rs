@@ -253,7 +253,10 @@ fn encrypted_call_through_real_serve_and_signal() {
 
     let (_, metrics) = get(&format!("{control}/metrics"));
     let counters = blindfold::demo::ForwarderCounters::from_prometheus(&metrics);
-    assert!(counters.rtp_forwarded > 1000 && counters.tx_packets > counters.rtp_forwarded);
+    assert!(
+        counters.rtp_forwarded > 500 && counters.tx_packets > counters.rtp_forwarded,
+        "{counters:?}"
+    );
     for p in ps {
         let (_, err) = p.stop();
         assert!(err.is_none(), "{err:?}");

@@ -337,6 +337,15 @@ pub fn run_sender(
         res.gso_sends += out.gso_sends;
         res.gso_fallbacks += out.fallbacks;
         heap.push(Reverse((due, id as u32)));
+        // Behind schedule the loop never sleeps; give the receivers sharing this core
+        // their turn, even under a real-time policy where nothing else would preempt
+        // the sender (scripts/bench.sh RT=…).
+        if heap
+            .peek()
+            .is_some_and(|&Reverse((next, _))| next <= shared.now_ns())
+        {
+            std::thread::yield_now();
+        }
     }
     res
 }

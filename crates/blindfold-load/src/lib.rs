@@ -511,6 +511,12 @@ fn sample(
     gen_scope: &CpuScope,
     gen_ports: &std::collections::HashSet<u16>,
 ) -> Sample {
+    // The CPU readings and their instant first: the forwarder's /metrics below can be
+    // slow to answer when its core is saturated, and must not stretch or shrink the
+    // interval the CPU is divided by.
+    let target_cpu = target.cpu.as_ref().and_then(procfs::cpu);
+    let generator = procfs::cpu(gen_scope);
+    let at = Instant::now();
     let nodes: Vec<FwdCounters> = target.cluster.as_ref().map_or(Vec::new(), |cl| {
         cl.nodes
             .iter()
@@ -526,8 +532,8 @@ fn sample(
         cl.nodes.iter().map(|n| n.media).collect()
     });
     Sample {
-        target: target.cpu.as_ref().and_then(procfs::cpu),
-        generator: procfs::cpu(gen_scope),
+        target: target_cpu,
+        generator,
         fwd: match target.cluster {
             Some(_) => Some(nodes.iter().fold(FwdCounters::default(), |a, n| a.plus(n))),
             None => target
@@ -541,7 +547,7 @@ fn sample(
             .local
             .then(|| procfs::udp_drops(&procfs::ports_of(medias.iter()))),
         gen_drops: procfs::udp_drops(gen_ports),
-        at: Instant::now(),
+        at,
     }
 }
 
@@ -679,7 +685,8 @@ fn measure(
         if let Some(b) = &progress {
             b.finish_and_clear();
         }
-        let mut report = build_report(target, topo, &sent, recv, &s0, &s1);
+        let window = (shared.end_ns - shared.warmup_end_ns) as f64 / 1e9;
+        let mut report = build_report(target, topo, &sent, recv, &s0, &s1, window);
         report.offload.gso = gso;
         report.offload.gro = gro;
         if let Some(h) = churn {
@@ -726,20 +733,22 @@ fn churn_loop(
     }
 }
 
+/// CPU between two samples `wall` seconds apart, per copy at `copies_per_s`.
 fn cpu_report(
     a: Option<procfs::CpuTimes>,
     b: Option<procfs::CpuTimes>,
     wall: f64,
-    copies: u64,
+    copies_per_s: f64,
 ) -> Option<CpuReport> {
     let d = b?.since(&a?);
+    let cores = d.total() / wall;
     Some(CpuReport {
         user_s: d.user,
         sys_s: d.sys,
-        cores: d.total() / wall,
+        cores,
         busiest_thread: d.max_thread / wall,
-        us_per_copy: if copies > 0 {
-            d.total() * 1e6 / copies as f64
+        us_per_copy: if copies_per_s > 0.0 {
+            cores * 1e6 / copies_per_s
         } else {
             0.0
         },
@@ -753,7 +762,10 @@ fn build_report(
     recv: Vec<engine::ReceiverResult>,
     s0: &Sample,
     s1: &Sample,
+    window: f64,
 ) -> LoadReport {
+    // Copies are counted over the sender's measured window (by sequence number), CPU
+    // between the two samples; rates of each over its own interval.
     let wall = s1.at.duration_since(s0.at).as_secs_f64().max(1e-3);
     let mut hist = None::<hdrhistogram::Histogram<u64>>;
     let (mut unique, mut bytes, mut dups, mut reord, mut stale, mut misr, mut unsub) =
@@ -785,8 +797,10 @@ fn build_report(
         })
         .sum();
     let lost = expected.saturating_sub(unique);
-    let target_cpu = cpu_report(s0.target, s1.target, wall, unique);
-    let generator_cpu = cpu_report(s0.generator, s1.generator, wall, unique).unwrap_or_default();
+    let copies_per_s = unique as f64 / window;
+    let target_cpu = cpu_report(s0.target, s1.target, wall, copies_per_s);
+    let generator_cpu =
+        cpu_report(s0.generator, s1.generator, wall, copies_per_s).unwrap_or_default();
     let fwd = match (s0.fwd, s1.fwd) {
         (Some(a), Some(b)) => Some(b.since(&a)),
         _ => None,
@@ -843,8 +857,8 @@ fn build_report(
         subscribe: topo.subscribe.to_string(),
         participants: topo.participants(),
         mean_fanout: topo.mean_fanout(),
-        measured_s: wall,
-        in_pps: sent.measured_packets as f64 / wall,
+        measured_s: window,
+        in_pps: sent.measured_packets as f64 / window,
         expected_copies: expected,
         received_copies: unique,
         lost_copies: lost,
@@ -858,7 +872,7 @@ fn build_report(
         stale,
         misrouted: misr,
         unsubscribed: unsub,
-        out_pps: unique as f64 / wall,
+        out_pps: unique as f64 / window,
         out_gbps: bytes as f64 * 8.0 / wall / 1e9,
         latency_us: hist.as_ref().map(Percentiles::from_ns).unwrap_or_default(),
         target_cpu,

@@ -611,8 +611,9 @@ impl Table {
         }
     }
 
-    /// The endpoint latched at `addr`.
-    #[inline]
+    /// The endpoint latched at `addr`: the first lookup of every media packet, so always
+    /// inline.
+    #[inline(always)]
     pub fn by_addr(&self, addr: &SocketAddr) -> Option<EpIdx> {
         self.by_addr.get(addr).copied()
     }
