@@ -218,6 +218,9 @@ pub struct Stats {
     /// Selective forwarding: decodability, freezes, key frame requests.
     #[serde(default)]
     pub selective: SelectiveStats,
+    /// Octets of the RTP datagrams received while in the call (the download).
+    #[serde(default)]
+    pub received_bytes: u64,
 }
 
 /// A recorded ciphertext datagram.
@@ -268,6 +271,9 @@ pub(crate) struct SharedState {
     pub starts: Vec<VideoStart>,
     pub speakers: Vec<(Instant, String)>,
     pub per_publisher: Vec<(String, VideoStats)>,
+    /// Per sender: packets decrypted outside simulcast video (its audio when its video is
+    /// simulcast).
+    pub audio_from: HashMap<ParticipantId, u64>,
 }
 
 pub(crate) struct Shared {
@@ -488,6 +494,20 @@ impl Participant {
             .rev()
             .find(|(_, s)| *s == seq)
             .map(|(t, _)| *t)
+    }
+
+    /// How many packets this participant sent on its stream `ssrc` at or after `since`.
+    pub fn sent_since(&self, ssrc: u32, since: Instant) -> usize {
+        let st = self.shared.lock();
+        st.sent_log
+            .get(&ssrc)
+            .map_or(0, |log| log.iter().filter(|(t, _)| *t >= since).count())
+    }
+
+    /// Per sender, the packets this receiver decrypted outside simulcast video (in a
+    /// simulcast call: the sender's audio).
+    pub fn audio_from(&self) -> HashMap<ParticipantId, u64> {
+        self.shared.lock().audio_from.clone()
     }
 
     /// (SSRC, sequence, arrival) of every RTP datagram that arrived after the leave.

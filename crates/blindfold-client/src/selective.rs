@@ -17,7 +17,7 @@ use blindfold_signal::proto::{ClientMessage, Extensions, Track, TrackKind};
 use serde::{Deserialize, Serialize};
 
 use crate::media::AUDIO_PT;
-use crate::simulcast::{self, LAYERS, SimulcastSender, Voice};
+use crate::simulcast::{self, LAYERS, LayerSpec, SimulcastSender, Voice};
 use crate::video_rx::{self, FreezeStats, LayerChooser, VideoRx, VideoStats, Watch};
 
 /// How a participant takes part in selective forwarding.
@@ -36,6 +36,9 @@ pub struct SelectiveConfig {
     pub layer: Option<u8>,
     /// Choose the layer from a download budget for all video, in bit/s.
     pub downlink_bps: Option<u64>,
+    /// The simulcast layers to send, lowest first; `None` sends the three
+    /// ([`LAYERS`]). Tests on a loaded machine send lighter ones.
+    pub layers: Option<Vec<LayerSpec>>,
 }
 
 impl SelectiveConfig {
@@ -114,7 +117,7 @@ impl Selective {
                 break id;
             }
         };
-        let top = (LAYERS.len() - 1) as u8;
+        let top = cfg.layers.as_ref().map_or(LAYERS.len(), Vec::len).max(1) as u8 - 1;
         Self {
             chooser: cfg.downlink_bps.map(|b| LayerChooser::new(b, top)),
             layer: cfg.layer,
@@ -146,11 +149,12 @@ impl Selective {
     /// Sets up the simulcast sender (packets of about `packet_bytes`, `overhead` octets
     /// of SRTP); returns its SSRCs, lowest layer first.
     pub fn start_simulcast(&mut self, packet_bytes: usize, overhead: usize) -> Vec<u32> {
-        let ssrcs: Vec<u32> = (0..LAYERS.len())
+        let layers = self.cfg.layers.as_deref().unwrap_or(&LAYERS);
+        let ssrcs: Vec<u32> = (0..layers.len())
             .map(|_| blindfold_e2ee::random_ssrc(&mut rand::rng()))
             .collect();
         let s = SimulcastSender::new(
-            &LAYERS,
+            layers,
             &ssrcs,
             self.frame_marking_id,
             packet_bytes,

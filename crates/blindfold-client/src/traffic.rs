@@ -191,6 +191,7 @@ impl Engine {
         {
             let mut st = self.shared.lock();
             st.stats.received += 1;
+            st.stats.received_bytes += data.len() as u64;
             if self.cfg.record > 0 {
                 if st.capture.len() >= self.cfg.record {
                     st.capture.pop_front();
@@ -212,8 +213,9 @@ impl Engine {
         let mut st = self.shared.lock();
         match result {
             Ok(len) => {
+                let video = self.sel.is_video(ssrc);
                 let ok = blindfold_e2ee::srtp::parse_rtp_header(&data[..len]).is_ok_and(|h| {
-                    if self.sel.is_video(ssrc) {
+                    if video {
                         self.sel.on_video(ssrc, seq, &data[h.len..len], wire_len)
                     } else {
                         media::check_payload(ssrc, seq, &data[h.len..len])
@@ -225,6 +227,9 @@ impl Engine {
                     return;
                 }
                 st.stats.decrypted += 1;
+                if !video {
+                    *st.audio_from.entry(sender).or_default() += 1;
+                }
                 let s = self.streams.entry(ssrc).or_default();
                 s.on_packet(seq, now);
                 st.stats.max_gap_ms = st.stats.max_gap_ms.max(s.max_gap_ms);

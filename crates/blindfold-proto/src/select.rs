@@ -252,7 +252,10 @@ impl Selection {
         if let Some(Some(st)) = self.confs.get_mut(conf as usize)
             && let Some(l) = st.audio.get_mut(stream as usize)
         {
-            l.on_level(level, now);
+            let ts = pkt
+                .get(4..8)
+                .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+            l.on_level(level, ts, now);
         }
     }
 

@@ -12,7 +12,11 @@
 //!
 //! 1. **Levels** (per stream, on the shard that receives it). Each packet's level becomes
 //!    a loudness `127 - dBov` in a 1 s history of 20 ms slots; a slot without a packet
-//!    (muted, DTX, loss) counts as silence. A per-stream noise floor (the minimum level
+//!    (muted, DTX, loss) counts as silence. Slots follow the sender's clock (the RTP
+//!    timestamp, 48 kHz for Opus), not arrival times, so network or scheduling jitter
+//!    never reads as silence; only a stream with no packet for [`LEVEL_IDLE`] turns
+//!    silent by the wall clock. (Jitsi slots by arrival with a 40 ms idle timeout: one
+//!    packet 20 ms late there empties a whole 100 ms block of the long scale.) A per-stream noise floor (the minimum level
 //!    seen, raised slowly: the geometric mean with the minimum of the last 15 s) is
 //!    subtracted, so a noisy room and a quiet one compete on equal terms.
 //! 2. **Three time scales** (smoothing). The newest slot, quantised into 13 sub-bands,
@@ -71,8 +75,11 @@ const MEDIUM_THRESHOLD: u8 = 7;
 const LONG_THRESHOLD: u8 = 4;
 /// Slots over which a rising noise floor is re-estimated (15 s).
 const MIN_LEVEL_WINDOW: u16 = 750;
-/// Silence longer than this since the last packet fills slots with silence.
-const LEVEL_IDLE: Duration = Duration::from_millis(40);
+/// A stream with no packet for this long is silent from its last packet on (by the wall
+/// clock: the sender stopped, DTX, loss). Long enough that jitter does not count.
+pub const LEVEL_IDLE: Duration = Duration::from_millis(200);
+/// RTP clock ticks per slot: Opus's RTP clock is 48 kHz whatever it samples at (RFC 7587).
+pub const SLOT_TICKS: u32 = 960;
 
 /// The three counts a shard reports for a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -113,8 +120,13 @@ pub struct Levels {
     /// Loudness per slot (`127 - dBov`), newest at `head`.
     ring: [u8; HISTORY],
     head: usize,
-    /// When the newest slot was filled.
+    /// When the newest packet arrived (or the wall-clock fill reached).
     last: Option<Instant>,
+    /// The RTP timestamp of the newest slot.
+    last_ts: u32,
+    /// The newest slots are silence the wall clock filled in (no packet for
+    /// [`LEVEL_IDLE`]), not the sender's.
+    filled: bool,
     min_level: u8,
     next_min: u8,
     next_window: u16,
@@ -128,6 +140,8 @@ impl Default for Levels {
             ring: [0; HISTORY],
             head: 0,
             last: None,
+            last_ts: 0,
+            filled: false,
             min_level: 0,
             next_min: 0,
             next_window: 0,
@@ -137,20 +151,38 @@ impl Default for Levels {
 }
 
 impl Levels {
-    /// Records one packet's level at `now`. The voice-activity flag is not used: it is
-    /// optional in RFC 6464 and senders without a detector leave it clear.
+    /// Records one packet's level: `ts` its RTP timestamp, `now` its arrival. The
+    /// voice-activity flag is not used: it is optional in RFC 6464 and senders without a
+    /// detector leave it clear. A packet at or before the newest slot (duplicate or
+    /// reordered) changes nothing; after a wall-clock fill, the sender's clock is taken
+    /// up again from its next packet.
     #[inline]
-    pub fn on_level(&mut self, level: AudioLevel, now: Instant) {
+    pub fn on_level(&mut self, level: AudioLevel, ts: u32, now: Instant) {
         self.fill_silence(now);
+        if self.last.is_some() {
+            let d = ts.wrapping_sub(self.last_ts);
+            let behind = d == 0 || d > i32::MAX as u32;
+            if behind && !self.filled {
+                return;
+            }
+            let d = if behind { SLOT_TICKS } else { d };
+            // Slots the sender's clock says passed without a packet: lost or not sent.
+            let missed = (d / SLOT_TICKS).saturating_sub(1).min(HISTORY as u32);
+            for _ in 0..missed {
+                self.push(0);
+            }
+        }
         let loudness = MAX_LEVEL - level.dbov.min(MAX_LEVEL);
         self.push(loudness);
         self.update_min(loudness);
         self.last = Some(now);
+        self.last_ts = ts;
+        self.filled = false;
         self.dirty = true;
     }
 
-    /// Slots that passed without a packet since the last one become silence, up to a
-    /// whole history.
+    /// A stream silent for [`LEVEL_IDLE`]: the slots since its last packet become silence,
+    /// up to a whole history, and its clock moves on with them.
     fn fill_silence(&mut self, now: Instant) {
         let Some(last) = self.last else { return };
         let idle = now.saturating_duration_since(last);
@@ -162,7 +194,9 @@ impl Levels {
         for _ in 0..missed {
             self.push(0);
         }
-        self.last = Some(last + SLOT * (missed + 1).saturating_sub(1));
+        self.last = Some(last + SLOT * missed);
+        self.last_ts = self.last_ts.wrapping_add(SLOT_TICKS * missed);
+        self.filled |= missed > 0;
         self.dirty |= missed > 0;
     }
 
@@ -382,11 +416,27 @@ mod tests {
         AudioLevel { dbov, voice: true }
     }
 
-    /// Feeds `ms` of packets every 20 ms at `dbov` from `*t`.
-    fn feed(l: &mut Levels, t: &mut Instant, ms: u64, dbov: u8) {
+    /// Wall clock and the sender's RTP clock.
+    struct Clock {
+        t: Instant,
+        ts: u32,
+    }
+
+    impl Clock {
+        fn new() -> Self {
+            Self {
+                t: Instant::now(),
+                ts: 0x1234_5678,
+            }
+        }
+    }
+
+    /// Feeds `ms` of packets every 20 ms at `dbov`, each arriving on time.
+    fn feed(l: &mut Levels, c: &mut Clock, ms: u64, dbov: u8) {
         for _ in 0..ms / 20 {
-            *t += SLOT;
-            l.on_level(level(dbov), *t);
+            c.t += SLOT;
+            c.ts = c.ts.wrapping_add(SLOT_TICKS);
+            l.on_level(level(dbov), c.ts, c.t);
         }
     }
 
@@ -400,33 +450,76 @@ mod tests {
 
     #[test]
     fn speech_fills_all_three_scales_and_silence_empties_them() {
-        let mut t = Instant::now();
+        let mut c = Clock::new();
         let mut l = Levels::default();
         // A noise floor first, so speech stands out of it.
-        feed(&mut l, &mut t, 400, 90);
-        assert_eq!(l.activity(t), Activity::SILENT);
-        feed(&mut l, &mut t, 1000, 20);
-        let a = l.activity(t);
+        feed(&mut l, &mut c, 400, 90);
+        assert_eq!(l.activity(c.t), Activity::SILENT);
+        feed(&mut l, &mut c, 1000, 20);
+        let a = l.activity(c.t);
         assert!(a.immediate >= 9 && a.medium == 5 && a.long == 10, "{a:?}");
-        // Packets stop: the slots they would have filled are silence.
-        t += Duration::from_millis(120);
-        let a = l.activity(t);
+        // Packets stop: after the idle time, the slots they would have filled are silence.
+        c.t += LEVEL_IDLE / 2;
+        assert_eq!(l.activity(c.t), a, "jitter, not yet silence");
+        c.t += LEVEL_IDLE;
+        let a = l.activity(c.t);
         assert_eq!((a.immediate, a.medium), (0, 0), "{a:?}");
-        assert!(a.long >= 8);
-        t += Duration::from_millis(1000);
-        assert_eq!(l.activity(t), Activity::SILENT);
+        assert!(a.long >= 6, "{a:?}");
+        c.t += Duration::from_millis(1000);
+        assert_eq!(l.activity(c.t), Activity::SILENT);
+    }
+
+    #[test]
+    fn jitter_is_not_silence_but_a_sender_clock_gap_is() {
+        let mut c = Clock::new();
+        let mut l = Levels::default();
+        feed(&mut l, &mut c, 400, 90);
+        // A second of speech arriving in bursts: five packets at once every 100 ms (a
+        // scheduler or a network holding them back). By arrival time, each burst follows
+        // 80 ms without a packet.
+        for _ in 0..10 {
+            c.t += Duration::from_millis(100);
+            for _ in 0..5 {
+                c.ts = c.ts.wrapping_add(SLOT_TICKS);
+                l.on_level(level(20), c.ts, c.t);
+            }
+        }
+        let a = l.activity(c.t);
+        assert_eq!((a.medium, a.long), (5, 10), "{a:?}");
+        // A duplicate and a reordered packet change nothing.
+        l.on_level(level(20), c.ts, c.t);
+        l.on_level(level(90), c.ts.wrapping_sub(SLOT_TICKS), c.t);
+        assert_eq!(l.activity(c.t), a);
+        // Two packets the sender's clock says are missing (lost) are two silent slots.
+        c.ts = c.ts.wrapping_add(3 * SLOT_TICKS);
+        c.t += Duration::from_millis(60);
+        l.on_level(level(20), c.ts, c.t);
+        let a = l.activity(c.t);
+        assert_eq!(a.medium, 3, "{a:?}");
+        // A stall longer than the idle time is silence; the sender's packets count again
+        // as soon as they flow, on whatever clock they resume.
+        c.t += LEVEL_IDLE * 2;
+        assert_eq!(l.activity(c.t).medium, 0);
+        feed(&mut l, &mut c, 200, 20);
+        let a = l.activity(c.t);
+        assert_eq!(a.medium, 5, "{a:?}");
     }
 
     #[test]
     fn reports_only_news() {
-        let mut t = Instant::now();
+        let mut c = Clock::new();
         let mut l = Levels::default();
-        assert_eq!(l.report(t), None, "never heard: nothing to say");
-        feed(&mut l, &mut t, 200, 90);
-        assert_eq!(l.report(t), Some(Activity::SILENT), "silence is said once");
-        t += REPORT_EVERY;
-        assert_eq!(l.report(t), None);
-        feed(&mut l, &mut t, 600, 15);
+        assert_eq!(l.report(c.t), None, "never heard: nothing to say");
+        feed(&mut l, &mut c, 200, 90);
+        assert_eq!(
+            l.report(c.t),
+            Some(Activity::SILENT),
+            "silence is said once"
+        );
+        c.t += REPORT_EVERY;
+        assert_eq!(l.report(c.t), None);
+        feed(&mut l, &mut c, 600, 15);
+        let mut t = c.t;
         assert!(l.report(t).is_some_and(|a| a.is_active()));
         // Still fading after it stopped: reported until silent, then not again.
         let mut reports = 0;
@@ -446,13 +539,13 @@ mod tests {
 
     #[test]
     fn the_noise_floor_levels_a_noisy_room() {
-        let mut t = Instant::now();
+        let mut c = Clock::new();
         let mut noisy = Levels::default();
         // A constant -45 dBov hum is the floor, not speech.
-        feed(&mut noisy, &mut t, 2000, 45);
-        assert_eq!(noisy.activity(t).long, 0);
-        feed(&mut noisy, &mut t, 1000, 10);
-        assert!(noisy.activity(t).long >= 8);
+        feed(&mut noisy, &mut c, 2000, 45);
+        assert_eq!(noisy.activity(c.t).long, 0);
+        feed(&mut noisy, &mut c, 1000, 10);
+        assert!(noisy.activity(c.t).long >= 8);
     }
 
     #[test]
