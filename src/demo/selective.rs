@@ -79,7 +79,10 @@ pub fn run_turns(
     until: Instant,
 ) -> (Vec<Turn>, Vec<Sample>) {
     let mut turns = Vec::new();
+    // Two samples before the first turn: what was on screen before anyone spoke.
     let mut samples = vec![sample(ps)];
+    std::thread::sleep(SAMPLE_EVERY);
+    samples.push(sample(ps));
     let mut k = 0;
     while Instant::now() < until && !speakers.is_empty() {
         let speaker = speakers[k % speakers.len()];
@@ -141,6 +144,9 @@ pub struct Follow {
     pub undetected: usize,
     /// Pairs where the speaker's video did not start within the bound of the event.
     pub missed: usize,
+    /// The first few misses: (turn, receiver, ms from the event to the late start, if
+    /// any), for the report.
+    pub misses: Vec<(usize, usize, Option<u64>)>,
 }
 
 /// How receivers followed the speakers; `shift` attributes each turn to the speaker `shift`
@@ -175,7 +181,7 @@ pub fn follow(ps: &[Participant], rec: &Recording, shift: usize) -> Follow {
                 .iter()
                 .rposition(|s| s.at + SAMPLE_EVERY <= event)
                 .unwrap_or(0);
-            if before > 0 && flowing(rec, r, before).contains(sid) {
+            if rec.samples.len() > 1 && flowing(rec, r, before.max(1)).contains(sid) {
                 f.already += 1;
                 continue;
             }
@@ -194,7 +200,14 @@ pub fn follow(ps: &[Participant], rec: &Recording, shift: usize) -> Follow {
                     f.from_event_ms
                         .push(at.saturating_duration_since(event).as_millis() as u64);
                 }
-                _ => f.missed += 1,
+                late => {
+                    f.missed += 1;
+                    if f.misses.len() < 5 {
+                        let ms =
+                            late.map(|at| at.saturating_duration_since(event).as_millis() as u64);
+                        f.misses.push((k, r, ms));
+                    }
+                }
             }
         }
     }
@@ -230,11 +243,16 @@ fn decoder_catches_a_bad_switch() -> bool {
 /// Check: no receiver was ever handed an undecodable frame.
 pub fn decodable(ps: &[Participant]) -> Check {
     let (mut decoded, mut undecodable, mut layer_changes) = (0, 0, 0);
-    for p in ps {
-        for (_, s) in p.video_stats() {
+    let mut where_ = Vec::new();
+    let ids: Vec<String> = ps.iter().map(|p| p.id().to_hex()).collect();
+    for (r, p) in ps.iter().enumerate() {
+        for (id, s) in p.video_stats() {
             decoded += s.decoded;
             undecodable += s.undecodable;
             layer_changes += s.layer_changes;
+            if s.undecodable > 0 {
+                where_.push((r, ids.iter().position(|i| *i == id), s.undecodable));
+            }
         }
     }
     let control = decoder_catches_a_bad_switch();
@@ -244,11 +262,16 @@ pub fn decodable(ps: &[Participant]) -> Check {
         detail: format!(
             "{decoded} frames decoded, {undecodable} undecodable, {layer_changes} layer \
              changes at key frames; control: the same decoder fed a layer switch at a delta \
-             frame {}",
+             frame {}{}",
             if control {
                 "flags it"
             } else {
                 "DID NOT flag it"
+            },
+            if where_.is_empty() {
+                String::new()
+            } else {
+                format!("; undecodable at (receiver, publisher, count): {where_:?}")
             }
         ),
     }
@@ -317,8 +340,8 @@ pub fn follows(ps: &[Participant], rec: &Recording) -> Option<(Check, Follow)> {
         detail: format!(
             "{} switches: p50 {} ms p99 {} ms from the event (p50 {} ms p99 {} ms from \
              talking; detection p50 {} ms p99 {} ms); {} undetected, {} missed, {} already \
-             shown; control: credited to the next turn's speaker, {} undetected and {} missed \
-             of {}",
+             shown{}; control: credited to the next turn's speaker, {} undetected and {} \
+             missed of {}",
             f.from_event_ms.len(),
             fmt_ms(quantile(&f.from_event_ms, 0.5)),
             fmt_ms(quantile(&f.from_event_ms, 0.99)),
@@ -329,6 +352,14 @@ pub fn follows(ps: &[Participant], rec: &Recording) -> Option<(Check, Follow)> {
             f.undetected,
             f.missed,
             f.already,
+            if f.misses.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (misses as (turn, receiver, late start ms): {:?})",
+                    f.misses
+                )
+            },
             control.undetected,
             control.missed,
             control.undetected + control.missed + control.from_event_ms.len() + control.already

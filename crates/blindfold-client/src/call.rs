@@ -23,6 +23,9 @@ use blindfold_e2ee::{CallSecret, E2eeSession, ParticipantId, RTP_OVERHEAD};
 use blindfold_proto::stun as ice;
 use blindfold_signal::proto::{ClientMessage, ErrorCode, ServerMessage};
 
+/// The media socket's receive buffer.
+const RECV_BUFFER: usize = 4 << 20;
+
 /// Runs the participant until [`Command::Stop`] or a fatal error.
 pub(crate) async fn run(
     cfg: ParticipantConfig,
@@ -35,6 +38,10 @@ pub(crate) async fn run(
         .await
         .map_err(|_| ClientError::Timeout("joining through signalling"))??;
     let sock = UdpSocket::bind(bind_address(&eng)).await?;
+    // A receiver busy with a group change (a Commit, a Welcome) must not lose the media
+    // that queued meanwhile: room for about a second of a few videos, as real clients
+    // keep (the kernel caps it at net.core.rmem_max).
+    let _ = socket2::SockRef::from(&sock).set_recv_buffer_size(RECV_BUFFER);
     tokio::time::timeout(eng.cfg.join_timeout, wait_for_key(&mut eng, &mut ws))
         .await
         .map_err(|_| ClientError::Timeout("waiting to be added to the group"))??;

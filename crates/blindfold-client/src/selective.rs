@@ -20,6 +20,9 @@ use crate::media::AUDIO_PT;
 use crate::simulcast::{self, LAYERS, LayerSpec, SimulcastSender, Voice};
 use crate::video_rx::{self, FreezeStats, LayerChooser, VideoRx, VideoStats, Watch};
 
+/// SSRCs remembered from before their track was known.
+const MAX_UNMAPPED: usize = 64;
+
 /// How a participant takes part in selective forwarding.
 #[derive(Debug, Clone, Default)]
 pub struct SelectiveConfig {
@@ -90,6 +93,8 @@ pub struct Selective {
     sender: Option<SimulcastSender>,
     /// SSRC → (publisher, layer) of others' simulcast video.
     layer_of: HashMap<u32, (String, u8)>,
+    /// SSRCs seen before any track named them, with their last sequence number.
+    unmapped: HashMap<u32, u16>,
     /// Publisher → its layer SSRCs, lowest first.
     videos_of: HashMap<String, Vec<u32>>,
     rx: HashMap<String, VideoRx>,
@@ -130,6 +135,7 @@ impl Selective {
             talking,
             sender: None,
             layer_of: HashMap::new(),
+            unmapped: HashMap::new(),
             videos_of: HashMap::new(),
             rx: HashMap::new(),
             watches: HashMap::new(),
@@ -235,6 +241,14 @@ impl Selective {
                 for (i, &s) in t.ssrcs.iter().enumerate() {
                     let layer = if t.simulcast { i as u8 } else { 0 };
                     self.layer_of.insert(s, (publisher.to_string(), layer));
+                    // Packets of it arrived before its track did: their frames are lost.
+                    if let Some(seq) = self.unmapped.remove(&s) {
+                        let now = self.now_ms();
+                        self.rx
+                            .entry(publisher.to_string())
+                            .or_default()
+                            .on_unreadable(seq, layer, now);
+                    }
                 }
                 self.videos_of
                     .insert(publisher.to_string(), t.ssrcs.clone());
@@ -289,6 +303,28 @@ impl Selective {
         true
     }
 
+    /// A packet of an SSRC no member's track names yet (media can overtake the `tracks`
+    /// message): remembered, bounded, so its frames count as lost once the track arrives.
+    pub fn on_unmapped(&mut self, ssrc: u32, seq: u16) {
+        if self.unmapped.len() < MAX_UNMAPPED || self.unmapped.contains_key(&ssrc) {
+            self.unmapped.insert(ssrc, seq);
+        }
+    }
+
+    /// A packet of another member's selective video that could not be opened (no key for
+    /// its epoch): its frame counts as lost, so the frames after it are not blamed on the
+    /// forwarder.
+    pub fn on_video_unreadable(&mut self, ssrc: u32, seq: u16) {
+        let Some((publisher, layer)) = self.layer_of.get(&ssrc).cloned() else {
+            return;
+        };
+        let now = self.now_ms();
+        self.rx
+            .entry(publisher)
+            .or_default()
+            .on_unreadable(seq, layer, now);
+    }
+
     /// An opened RTCP compound: a PLI or FIR naming one of our layers asks for a key
     /// frame of it.
     pub fn on_rtcp(&mut self, rtcp: &[u8]) {
@@ -318,8 +354,20 @@ impl Selective {
             // Everyone's video: no speaker needed to know what should come.
             None => (all, None),
             // Last-N before the first speaker event: the forwarder follows its join
-            // order, which this side does not know; only pins are certain.
-            Some(_) if self.recent.is_empty() => (Vec::new(), Some(0)),
+            // order, which this side does not know; the videos arriving are the ones it
+            // chose (a frozen one among them still gets its key frame request).
+            Some(_) if self.recent.is_empty() => {
+                let arriving = self
+                    .rx
+                    .iter()
+                    .filter(|(_, r)| {
+                        r.last_packet_ms()
+                            .is_some_and(|t| now.saturating_sub(t) < video_rx::RUN_IDLE_MS)
+                    })
+                    .map(|(p, _)| p.clone())
+                    .collect();
+                (arriving, None)
+            }
             Some(n) => (self.recent.clone(), Some(n)),
         };
         let videos = &self.videos_of;
@@ -435,4 +483,5 @@ fn add_video(total: &mut VideoStats, before: &VideoStats, after: &VideoStats) {
     total.lost += after.lost - before.lost;
     total.incomplete += after.incomplete - before.incomplete;
     total.layer_changes += after.layer_changes - before.layer_changes;
+    total.late += after.late - before.late;
 }

@@ -205,15 +205,17 @@ impl Engine {
         let epoch = read_mki(data).ok();
         let Some(sender) = self.ssrc_owner.get(&ssrc).copied() else {
             tracing::debug!("packet from an unmapped SSRC");
+            self.sel.on_unmapped(ssrc, seq);
             self.shared.lock().stats.unknown_sender += 1;
             return;
         };
         let wire_len = data.len();
+        let video = self.sel.is_video(ssrc);
         let result = self.session.unprotect_rtp(&sender, data, now);
+        let failed = result.is_err();
         let mut st = self.shared.lock();
         match result {
             Ok(len) => {
-                let video = self.sel.is_video(ssrc);
                 let ok = blindfold_e2ee::srtp::parse_rtp_header(&data[..len]).is_ok_and(|h| {
                     if video {
                         self.sel.on_video(ssrc, seq, &data[h.len..len], wire_len)
@@ -255,6 +257,11 @@ impl Engine {
                 tracing::debug!(error = %e, "a received packet failed");
                 st.stats.failed += 1;
             }
+        }
+        if failed && video {
+            // Its frame is lost to this receiver, not withheld by the forwarder.
+            drop(st);
+            self.sel.on_video_unreadable(ssrc, seq);
         }
     }
 

@@ -45,6 +45,10 @@ pub struct VideoStats {
     pub incomplete: u64,
     /// Layer changes seen by the decoder (it decoded a key frame of another layer).
     pub layer_changes: u64,
+    /// Frames of the layer the decoder just left that completed after the switch (sent
+    /// before it, reordered on the way): dropped, as a jitter buffer would.
+    #[serde(default)]
+    pub late: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -64,6 +68,8 @@ pub struct VideoRx {
     seen: HashMap<(u8, u32), u64>,
     /// The decoder: last decoded (layer, frame).
     decoder: Option<(u8, u32)>,
+    /// The last frame decoded on each layer.
+    last_on: HashMap<u8, u32>,
     /// When the last frame was decoded.
     pub last_decoded_ms: Option<u64>,
     /// Counters.
@@ -77,8 +83,10 @@ impl VideoRx {
     pub fn on_packet(&mut self, seq: u16, h: FrameHeader, now_ms: u64) -> bool {
         let run = self.runs.entry(h.layer).or_default();
         let gap = seq.wrapping_sub(run.last_seq);
+        // A run already hurt by loss stays hurt across this receiver's own stalls (busy
+        // with a group change while packets queued): the sequence says it continues.
         let continuing = run.last_ms != 0
-            && now_ms.saturating_sub(run.last_ms) < RUN_IDLE_MS
+            && (now_ms.saturating_sub(run.last_ms) < RUN_IDLE_MS || run.lossy)
             && (1..=LOSS_GAP).contains(&gap);
         if continuing && gap > 1 {
             run.lossy = true;
@@ -119,6 +127,24 @@ impl VideoRx {
         self.decode(h, now_ms)
     }
 
+    /// A packet of layer `layer` (`seq` on its SSRC) this receiver could not open (no key
+    /// for its epoch yet, as around a join): its frame is lost, not the forwarder's doing.
+    pub fn on_unreadable(&mut self, seq: u16, layer: u8, now_ms: u64) {
+        let run = self.runs.entry(layer).or_default();
+        run.last_seq = seq;
+        run.last_ms = now_ms.max(1);
+        run.lossy = true;
+    }
+
+    /// When the last packet of any layer arrived.
+    pub fn last_packet_ms(&self) -> Option<u64> {
+        self.runs
+            .values()
+            .map(|r| r.last_ms)
+            .filter(|&t| t > 0)
+            .max()
+    }
+
     fn decode(&mut self, h: FrameHeader, now_ms: u64) -> bool {
         let follows = self.decoder == Some((h.layer, h.frame.wrapping_sub(1)));
         if h.key || follows {
@@ -131,6 +157,7 @@ impl VideoRx {
                 run.lossy = false;
             }
             self.decoder = Some((h.layer, h.frame));
+            self.last_on.insert(h.layer, h.frame);
             self.stats.decoded += 1;
             self.last_decoded_ms = Some(now_ms);
             return true;
@@ -140,6 +167,14 @@ impl VideoRx {
             .is_some_and(|(l, f)| l == h.layer && h.frame <= f)
         {
             // Late or repeated: the decoder is past it.
+            return false;
+        }
+        if self.decoder.is_some_and(|(l, _)| l != h.layer)
+            && self.last_on.get(&h.layer) == Some(&h.frame.wrapping_sub(1))
+        {
+            // The next frame of the layer just left: sent before the switch, it arrived
+            // after the new layer's key frame. Nothing the forwarder did wrong.
+            self.stats.late += 1;
             return false;
         }
         if self.runs.get(&h.layer).is_some_and(|r| r.lossy) {
@@ -447,5 +482,49 @@ mod tests {
         }
         assert_eq!(ups.len(), 1);
         assert!(ups[0].0 >= 1000 + UP_AFTER_MS, "{ups:?}");
+    }
+
+    #[test]
+    fn one_straggler_of_the_old_layer_is_late_a_second_is_undecodable() {
+        let f = |layer, key, frame| FrameHeader {
+            layer,
+            key,
+            frame,
+            index: 0,
+            count: 1,
+        };
+        let mut rx = VideoRx::default();
+        assert!(rx.on_packet(10, f(2, true, 0), 1));
+        assert!(rx.on_packet(11, f(2, false, 1), 34));
+        assert!(rx.on_packet(500, f(1, true, 7), 40));
+        // Frame 2 of layer 2 was sent before the switch and arrives after it.
+        assert!(!rx.on_packet(12, f(2, false, 2), 41));
+        assert_eq!((rx.stats.late, rx.stats.undecodable), (1, 0));
+        // A forwarder still sending the old layer is caught at its next frame.
+        assert!(!rx.on_packet(13, f(2, false, 3), 70));
+        assert_eq!((rx.stats.late, rx.stats.undecodable), (1, 1));
+    }
+
+    #[test]
+    fn an_unreadable_packet_then_a_stall_is_loss_not_the_forwarder() {
+        let f = |frame, key| FrameHeader {
+            layer: 2,
+            key,
+            frame,
+            index: 0,
+            count: 1,
+        };
+        let mut rx = VideoRx::default();
+        assert!(rx.on_packet(1, f(0, true), 1));
+        // Frame 1 could not be opened (its epoch's key came later)...
+        rx.on_unreadable(2, 2, 30);
+        // ...and the receiver was busy for 400 ms with the group change.
+        assert!(!rx.on_packet(3, f(2, false), 430));
+        assert_eq!((rx.stats.lost, rx.stats.undecodable), (1, 0));
+        // Without the unreadable packet the same gap after a pause is the forwarder's.
+        let mut rx = VideoRx::default();
+        assert!(rx.on_packet(1, f(0, true), 1));
+        assert!(!rx.on_packet(3, f(2, false), 430));
+        assert_eq!((rx.stats.lost, rx.stats.undecodable), (0, 1));
     }
 }

@@ -342,7 +342,14 @@ impl Selection {
                         out.push(Transmit { buf, dst });
                         n += 1;
                     }
-                    None => missing += 1,
+                    None => {
+                        missing += 1;
+                        // Not latched (yet, or any more): what it missed breaks the
+                        // frames after it, so it starts over at a key frame.
+                        if fm.is_some() {
+                            *cur = NONE;
+                        }
+                    }
                 }
             }
         }

@@ -198,3 +198,28 @@ fn a_publisher_that_rebinds_on_the_same_shard_flows_on() {
         assert!(room.sim.receive(other(0), p).dsts().contains(&b));
     }
 }
+
+#[test]
+fn a_subscriber_that_missed_the_key_frame_unlatched_waits_for_the_next_one() {
+    let mut sim = blindfold_proto::sim::Sim::new(blindfold_proto::sim::SimConfig::default());
+    let mut p0 = sim.join("s1", "p0");
+    let mut p1 = sim.join("s1", "p1");
+    sim.control(|m| m.set_tracks("s1", "p0", vec![simulcast("cam", &cam_ssrcs(0))]))
+        .unwrap();
+    sim.control(|m| m.set_subscriptions("s1", "p1", vec![sub("p0", "cam")]))
+        .unwrap();
+    assert!(sim.latch(&mut p0, addr(0)));
+    let mut cam = Layers::new(&cam_ssrcs(0));
+    // The key frame comes while p1 has no address yet: nobody to send it to.
+    for pkt in cam.frame(2, true, 2) {
+        assert!(sim.receive(addr(0), &pkt).dsts().is_empty());
+    }
+    assert!(sim.latch(&mut p1, addr(1)));
+    // The delta frames after it are undecodable without it: not sent.
+    for pkt in cam.frame(2, false, 2) {
+        assert!(!sim.receive(addr(0), &pkt).dsts().contains(&addr(1)));
+    }
+    for pkt in cam.frame(2, true, 2) {
+        assert!(sim.receive(addr(0), &pkt).dsts().contains(&addr(1)));
+    }
+}
