@@ -487,41 +487,6 @@ fn speakers_script(
         samples,
         end,
     };
-    if std::env::var_os("BLINDFOLD_DEMO_DEBUG").is_some() {
-        // Each receiver's view of the first speaker, for diagnosis.
-        let p0 = ps[0].id().to_hex();
-        let ms = |t: Instant| t.saturating_duration_since(start).as_millis();
-        for t in &rec.turns {
-            eprintln!("turn {} at {}", t.speaker, ms(t.at));
-        }
-        for (i, p) in ps.iter().enumerate().take(4) {
-            let st: Vec<_> = p
-                .video_stats()
-                .into_iter()
-                .filter(|(id, _)| *id == p0)
-                .collect();
-            let starts: Vec<_> = p
-                .video_starts()
-                .into_iter()
-                .filter(|s| s.publisher == p0)
-                .map(|s| ms(s.at))
-                .collect();
-            let ev: Vec<_> = p
-                .speaker_events()
-                .into_iter()
-                .map(|(t, w)| (ms(t), ps.iter().position(|q| q.id().to_hex() == w)))
-                .collect();
-            let samples: Vec<_> = rec
-                .samples
-                .iter()
-                .take(12)
-                .map(|s| (ms(s.at), s.decoded[i].get(&p0).copied()))
-                .collect();
-            eprintln!(
-                "receiver {i}: p0 {st:?}\n starts {starts:?}\n events {ev:?}\n samples {samples:?}"
-            );
-        }
-    }
     let secs = end.duration_since(start).as_secs_f64();
     let mut checks = vec![selective::decodable(&ps)];
     checks.extend(selective::at_most_n(&ps, &rec));
