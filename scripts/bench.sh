@@ -21,13 +21,21 @@
 #           to the sender) and plain (the kernel splits every segmented copy on loopback,
 #           on the target's CPU). ceiling, plain and forwarder interleaved: lossless edge
 #           (ROUNDS_VIDEO rounds) and CPU per copy at a fixed rate (half the ceiling's best).
-#   shards  one shard against two (pinned to both cores), F=4 over 4 conferences, audio-like.
+#   cpu     the plain path's CPU per copy only, at fixed rates (no sweeps): for F in 1 4 16
+#           at CPU_RATES (packets/s per stream, one per F), ceiling and forwarder
+#           alternated CPU_ROUNDS times; the median of each kind is reported. This is the
+#           quick check of the forwarder's per-wake overhead against the minimal loop.
+#   shards  one shard against two (pinned to both cores), F=4 over 4 conferences, audio-like
+#           (the plain forwarder: audio never arrives as bursts to segment).
 #   capacity  the capacity statement: `blindfold plan --sweep conferences` with 10-person
 #           calls, audio (50 packets/s) and video (30 fps bursts, 1.5 Mbit/s), everyone
 #           receiving everyone, SLO loss < 0.1 % and p99 < 1 ms (and loss only, since a
 #           shared host's p99 is its neighbours'); one shard with and without offloads
 #           (generator with `--gso --gro` against the offloading forwarder), then two
-#           shards; the generator's own CPU share is printed with each.
+#           shards, and one shard with last-5 subscriptions; the generator's own CPU
+#           share (generator_cores) is printed with each. Each sweep runs CAP_ROUNDS
+#           times: one stall of a shared host fails a step however light, so the best
+#           round is the capacity and every round is printed.
 #
 # Pinning on a 2-core machine: the target runs under `taskset -c 1`, the load generator
 # under `taskset -c 0`. For the two-shard comparison the shards pin themselves to cores 0
@@ -43,7 +51,9 @@
 # neighbours their share. NICE=-N alone runs target and generator at that nice level,
 # which on a busy host is not enough.
 # Env: ROUNDS (2), ROUNDS_VIDEO (1), STEP (1 s measured per step), PKT (500), BURST (8),
-# BPKT (1200), FIXED (4 s per fixed-rate run), OUT (target/bench).
+# BPKT (1200), FIXED (4 s per fixed-rate run), CPU_RATES ("20000 2500 250"), CPU_ROUNDS (3),
+# CPU_KINDS ("ceiling forwarder"; add ceiling-poll for the ceiling's epoll loop, the shard's
+# structure before it waited in recvmmsg), CAP_ROUNDS (1), OUT (target/bench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -56,6 +66,10 @@ BPKT=${BPKT:-1200}
 FIXED=${FIXED:-4}
 OUT=${OUT:-target/bench}
 SECTIONS=${SECTIONS:-"plain video shards capacity"}
+CPU_RATES=${CPU_RATES:-"20000 2500 250"}
+CPU_ROUNDS=${CPU_ROUNDS:-3}
+CPU_KINDS=${CPU_KINDS:-"ceiling forwarder"}
+CAP_ROUNDS=${CAP_ROUNDS:-1}
 TOKEN=bench-$$
 BIN=target/release/blindfold
 CEIL=target/release/ceiling
@@ -136,6 +150,8 @@ start_target() { # kind shards pin -> sets TPID, MEDIA, CONTROL
     [ "$1" = plain ] && serve+=(--gso false --gro false)
     if [ "$1" = ceiling ]; then
         "${TGT[@]}" "$CEIL" --media "$MEDIA" >"$log" 2>&1 &
+    elif [ "$1" = ceiling-poll ]; then
+        "${TGT[@]}" "$CEIL" --media "$MEDIA" --loop poll >"$log" 2>&1 &
     elif [ "$3" = true ]; then
         "${PRI[@]}" "${serve[@]}" --pin true >"$log" 2>&1 &
     else
@@ -156,7 +172,7 @@ start_target() { # kind shards pin -> sets TPID, MEDIA, CONTROL
 stop_target() { kill "$TPID" 2>/dev/null || true; wait "$TPID" 2>/dev/null || true; }
 
 target_args() { # kind
-    if [ "$1" = ceiling ]; then echo "--ceiling --media $MEDIA --pid $TPID"
+    if [ "${1%-poll}" = ceiling ]; then echo "--ceiling --media $MEDIA --pid $TPID"
     else echo "--control http://$CONTROL --token $TOKEN --media $MEDIA --pid $TPID"; fi
 }
 
@@ -212,10 +228,12 @@ half_best() {
         if (b <= 0) b = c; if (b <= 0) b = 20000;
         r = int(b / 2 / (n * f * (f + 1))); print (r < 1 ? 1 : r) }'
 }
+median() { printf "%s\n" "$@" | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END {
+    if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.4f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "-" }'; }
 
 if [[ " $SECTIONS " == *" plain "* ]]; then
-    echo "== plain path: cbr:RATE:$PKT, highest lossless output (loss < 0.1 %), alternating ceiling / forwarder"
+    echo "== [load average $(cut -d' ' -f1-3 /proc/loadavg)] plain path: cbr:RATE:$PKT, highest lossless output (loss < 0.1 %), alternating ceiling / forwarder"
     for r in $(seq "$ROUNDS"); do
         for f in 1 4 16; do
             for kind in ceiling forwarder; do
@@ -223,7 +241,7 @@ if [[ " $SECTIONS " == *" plain "* ]]; then
             done
         done
     done
-    echo "== plain path: CPU per copy and latency at a fixed offered rate (half the ceiling's best)"
+    echo "== [load average $(cut -d' ' -f1-3 /proc/loadavg)] plain path: CPU per copy and latency at a fixed offered rate (half the ceiling's best)"
     for f in 1 4 16; do
         RATE[plain-$f]=$(half_best "$f" 1 "${BEST[plain-ceiling-$f]}" "${BEST[plain-forwarder-$f]}")
         # Alternated twice; the second reading of each is kept (the first warms caches
@@ -234,8 +252,25 @@ if [[ " $SECTIONS " == *" plain "* ]]; then
     done
 fi
 
+declare -A CPUS
+if [[ " $SECTIONS " == *" cpu "* ]]; then
+    echo "== [load average $(cut -d' ' -f1-3 /proc/loadavg)] plain path CPU per copy at fixed rates ($CPU_RATES packets/s per stream for F=1 4 16), ceiling / forwarder alternated $CPU_ROUNDS times"
+    read -r -a rates <<<"$CPU_RATES"
+    i=0
+    for f in 1 4 16; do
+        RATE[cpu-$f]=${rates[$i]}
+        i=$((i + 1))
+        for r in $(seq "$CPU_ROUNDS"); do
+            for kind in $CPU_KINDS; do
+                fixed "cpu-$kind-$f" "$kind" "$f" "cbr:${RATE[cpu-$f]}:$PKT"
+                CPUS[cpu-$kind-$f]+=" ${CPU[cpu-$kind-$f]}"
+            done
+        done
+    done
+fi
+
 if [[ " $SECTIONS " == *" video "* ]]; then
-    echo "== video bursts: burst:FPS:$BURST:$BPKT sent with GSO; lossless edge, ceiling / plain / forwarder interleaved"
+    echo "== [load average $(cut -d' ' -f1-3 /proc/loadavg)] video bursts: burst:FPS:$BURST:$BPKT sent with GSO; lossless edge, ceiling / plain / forwarder interleaved"
     for r in $(seq "$ROUNDS_VIDEO"); do
         for f in 1 4 16; do
             for rx in gro plain; do
@@ -248,7 +283,7 @@ if [[ " $SECTIONS " == *" video "* ]]; then
             done
         done
     done
-    echo "== video bursts: CPU per copy at a fixed rate (half the ceiling's best)"
+    echo "== [load average $(cut -d' ' -f1-3 /proc/loadavg)] video bursts: CPU per copy at a fixed rate (half the ceiling's best)"
     for f in 1 4 16; do
         for rx in gro plain; do
             flags=(--gso)
@@ -262,9 +297,12 @@ if [[ " $SECTIONS " == *" video "* ]]; then
 fi
 
 if [[ " $SECTIONS " == *" shards "* ]]; then
-    echo "== two shards against one (F=4, 4 conferences of 5; shards pinned to cores 0 and 1, generator unpinned)"
+    # The plain forwarder: a rate sweep of cbr streams puts consecutive packets of one
+    # stream into one batch, which the offloading forwarder would send segmented, and
+    # audio at 50 packets/s never does that.
+    echo "== [load average $(cut -d' ' -f1-3 /proc/loadavg)] two shards against one (plain forwarder, F=4, 4 conferences of 5; shards pinned to cores 0 and 1, generator unpinned)"
     for shards in 1 2; do
-        start_target forwarder "$shards" true
+        start_target plain "$shards" true
         # shellcheck disable=SC2046
         line=$("${GPRI[@]}" "$BIN" plan $(target_args forwarder) --conferences 4 --size 5 --profile "cbr:600:$PKT" \
             --sweep rate --factor 1.6 --max-steps 8 --refine 2 --duration "$STEP" --warmup 0.5 \
@@ -276,7 +314,7 @@ if [[ " $SECTIONS " == *" shards "* ]]; then
 fi
 
 if [[ " $SECTIONS " == *" capacity "* ]]; then
-    echo "== capacity: 10-person calls, audio + video, everyone receiving everyone"
+    echo "== [load average $(cut -d' ' -f1-3 /proc/loadavg)] capacity: 10-person calls, audio + video, everyone receiving everyone"
     # capacity label kind shards pin slo-p99 [generator flags...]
     capacity() {
         local label=$1 kind=$2 shards=$3 pin=$4 slo=$5
@@ -284,19 +322,25 @@ if [[ " $SECTIONS " == *" capacity "* ]]; then
         start_target "$kind" "$shards" "$pin"
         local gen=("${GEN[@]}")
         [ "$pin" = true ] && gen=("${GPRI[@]}")
-        local line
-        # shellcheck disable=SC2046
-        line=$("${gen[@]}" "$BIN" plan $(target_args "$kind") --conferences 2 --size 10 \
-            --profile audio,video --sweep conferences --factor 1.4 --max-steps 10 --refine 2 \
-            --duration 3 --warmup 1 --slo-p99-us "$slo" --quiet "$@" \
-            --out "$OUT/capacity-$label" 2>>"$OUT/plan.log" | grep '^CAPACITY' || true)
-        stop_target
-        printf "  %-28s %s\n" "$label" "$line"
+        local line r
+        for r in $(seq "$CAP_ROUNDS"); do
+            [ "$r" -gt 1 ] && start_target "$kind" "$shards" "$pin"
+            # shellcheck disable=SC2046
+            line=$("${gen[@]}" "$BIN" plan $(target_args "$kind") --conferences 2 --size 10 \
+                --profile audio,video --sweep conferences --factor 1.4 --max-steps 10 --refine 2 \
+                --duration 3 --warmup 1 --slo-p99-us "$slo" --quiet "$@" \
+                --out "$OUT/capacity-$label-$r" 2>>"$OUT/plan.log" | grep '^CAPACITY' || true)
+            stop_target
+            printf "  %-28s round %s [load average %s] %s\n" "$label" "$r" "$(cut -d' ' -f1 /proc/loadavg)" "$line"
+        done
     }
     capacity "offload-1shard-p99" forwarder 1 false 1000 --gso --gro
     capacity "offload-1shard-loss" forwarder 1 false 0 --gso --gro
     capacity "plain-1shard-loss" plain 1 false 0
     capacity "offload-2shards-loss" forwarder 2 true 0 --gso --gro
+    # Each participant receives the 5 publishers before it (a static stand-in for last-N:
+    # the forwarder has no speaker-driven selection).
+    capacity "offload-1shard-last5-loss" forwarder 1 false 0 --gso --gro --subscribe last:5
 fi
 
 echo
@@ -312,6 +356,23 @@ if [[ " $SECTIONS " == *" plain "* ]]; then
     for f in 1 4 16; do
         echo "F=$f plain ratio $(ratio "${BEST[plain-forwarder-$f]}" "${BEST[plain-ceiling-$f]}"), cpu per copy ratio $(ratio "${CPU[plain-forwarder-$f]}" "${CPU[plain-ceiling-$f]}")"
     done
+fi
+if [[ " $SECTIONS " == *" cpu "* ]]; then
+    echo
+    echo "plain path CPU per copy at fixed rates (median of $CPU_ROUNDS; all readings listed):"
+    echo "| fan-out | pps/stream | copies/s | ceiling µs/copy | forwarder µs/copy | ratio | ceiling readings | forwarder readings |"
+    echo "|---|---|---|---|---|---|---|---|"
+    for f in 1 4 16; do
+        # shellcheck disable=SC2086
+        c=$(median ${CPUS[cpu-ceiling-$f]}); w=$(median ${CPUS[cpu-forwarder-$f]})
+        echo "| $f | ${RATE[cpu-$f]} | $((RATE[cpu-$f] * f * (f + 1))) | $c | $w | $(ratio "$w" "$c") |${CPUS[cpu-ceiling-$f]} |${CPUS[cpu-forwarder-$f]} |"
+    done
+    if [[ " $CPU_KINDS " == *" ceiling-poll "* ]]; then
+        for f in 1 4 16; do
+            # shellcheck disable=SC2086
+            echo "F=$f ceiling-poll $(median ${CPUS[cpu-ceiling-poll-$f]}) µs/copy, $(ratio "$(median ${CPUS[cpu-ceiling-poll-$f]})" "$(median ${CPUS[cpu-ceiling-$f]})")× the minimal loop; readings${CPUS[cpu-ceiling-poll-$f]}"
+        done
+    fi
 fi
 if [[ " $SECTIONS " == *" video "* ]]; then
     echo

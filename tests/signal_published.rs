@@ -32,8 +32,13 @@ fn media_sent_after_published_is_never_dropped_as_foreign() {
 
     for round in 0..5u32 {
         let ssrc = 0xA0 + round;
+        // Each publish adds an SSRC and keeps the earlier ones: the last round's packets
+        // may still sit in the forwarder's socket when this publish lands (a descheduled
+        // shard on a loaded machine), and they must not count as foreign either.
+        let ssrcs: Vec<String> = (0xA0..=ssrc).map(|s| s.to_string()).collect();
+        let ssrcs = ssrcs.join(",");
         let publish = format!(
-            r#"{{"v":1,"type":"publish","tracks":[{{"id":"mic","kind":"audio","ssrcs":[{ssrc}]}}]}}"#
+            r#"{{"v":1,"type":"publish","tracks":[{{"id":"mic","kind":"audio","ssrcs":[{ssrcs}]}}]}}"#
         );
         publisher.send_text(&publish).unwrap();
         publisher

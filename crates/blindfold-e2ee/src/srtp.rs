@@ -669,18 +669,9 @@ impl SrtpSender {
         keys: &SrtpKeys,
         packet: &mut Vec<u8>,
     ) -> Result<(), SrtpError> {
-        let len = packet.len();
-        packet.resize(len + RTP_OVERHEAD, 0);
-        match self.protect_rtp(keys, packet, len) {
-            Ok(n) => {
-                packet.truncate(n);
-                Ok(())
-            }
-            Err(e) => {
-                packet.truncate(len);
-                Err(e)
-            }
-        }
+        in_grown_vec(packet, RTP_OVERHEAD, |buf, len| {
+            self.protect_rtp(keys, buf, len)
+        })
     }
 
     /// Protects the (compound) RTCP packet in `buf[..len]`, choosing E by
@@ -719,18 +710,9 @@ impl SrtpSender {
         keys: &SrtpKeys,
         packet: &mut Vec<u8>,
     ) -> Result<(), SrtpError> {
-        let len = packet.len();
-        packet.resize(len + RTCP_OVERHEAD, 0);
-        match self.protect_rtcp(keys, packet, len) {
-            Ok(n) => {
-                packet.truncate(n);
-                Ok(())
-            }
-            Err(e) => {
-                packet.truncate(len);
-                Err(e)
-            }
-        }
+        in_grown_vec(packet, RTCP_OVERHEAD, |buf, len| {
+            self.protect_rtcp(keys, buf, len)
+        })
     }
 
     /// The current rollover counter of an SSRC, for announcing to late joiners.
@@ -850,6 +832,28 @@ pub fn keylog_line(
         hex::encode(master_key),
         hex::encode(master_salt)
     )
+}
+
+/// Runs `protect` on `packet` grown by `overhead` spare octets and leaves the `Vec` at
+/// the protected length, or at its old length when protection fails (so a caller that
+/// reuses the `Vec` never sends a half-written tail).
+fn in_grown_vec(
+    packet: &mut Vec<u8>,
+    overhead: usize,
+    protect: impl FnOnce(&mut [u8], usize) -> Result<usize, SrtpError>,
+) -> Result<(), SrtpError> {
+    let len = packet.len();
+    packet.resize(len + overhead, 0);
+    match protect(packet, len) {
+        Ok(n) => {
+            packet.truncate(n);
+            Ok(())
+        }
+        Err(e) => {
+            packet.truncate(len);
+            Err(e)
+        }
+    }
 }
 
 #[cfg(test)]

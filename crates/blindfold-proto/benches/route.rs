@@ -15,6 +15,9 @@
 //!   marking: every packet's frame marking is read and each subscriber's layer state
 //!   checked (every subscriber on this layer, so each packet still makes `fanout` copies).
 //!
+//! The `relay` group (plain tracks) is the same work for datagrams arriving over a relay link that 256
+//! calls share (one peer forwarder's address): the sender is found by (address, SSRC).
+//!
 //! Criterion reports elements/s with one element = one forwarded copy, so
 //! ns per copy = 1e9 ÷ (elements/s).
 
@@ -43,6 +46,12 @@ enum Kind {
 fn addr(ep: u32) -> SocketAddr {
     SocketAddr::from(([10, (ep >> 16) as u8, (ep >> 8) as u8, ep as u8], 40_000))
 }
+
+/// The peer forwarder's media address every call's relay declares in the relay bench.
+const PEER: SocketAddr = SocketAddr::new(
+    std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 255, 0, 1)),
+    10_000,
+);
 
 fn ssrc(ep: u32) -> u32 {
     0x1000_0000 + ep
@@ -222,5 +231,93 @@ fn route(c: &mut Criterion) {
     bench(c, "route_simulcast", Kind::Simulcast);
 }
 
-criterion_group!(benches, route);
+/// `CONFERENCES` calls, each with a relay endpoint at one shared peer-forwarder address
+/// publishing one SSRC that `fanout` local members receive: every datagram of the batch
+/// comes from the shared address and is resolved by (address, SSRC).
+fn relay_router(fanout: u32, now: Instant) -> Router {
+    let mut r = Router::new(RouterConfig {
+        consent_timeout: Duration::from_secs(30),
+    });
+    let size = fanout + 1;
+    for conf in 0..CONFERENCES {
+        let mut b = ConfRoutesBuilder::default();
+        for m in 0..size {
+            let ep = conf * size + m;
+            r.apply(Update::Endpoint {
+                ep,
+                generation: 1,
+                conf,
+                ice: None,
+                limits: IngressLimits::UNLIMITED,
+            });
+            // Member 0 is the call's relay, at the peer's address; the others are latched.
+            let at = if m == 0 {
+                (PEER, Latch::Declared)
+            } else {
+                (
+                    addr(ep),
+                    Latch::Stun {
+                        consent_until: now + Duration::from_secs(3600),
+                    },
+                )
+            };
+            r.apply(Update::Address {
+                ep,
+                generation: 1,
+                addr: Some(at),
+            });
+        }
+        b.own(ssrc(conf * size), conf * size)
+            .expect("distinct ssrcs");
+        for s in 1..size {
+            b.subscribe(ssrc(conf * size), conf * size + s);
+        }
+        r.apply(Update::Routes {
+            conf,
+            routes: Some(Arc::new(b.build())),
+        });
+    }
+    r
+}
+
+/// The relay path: the same batch work, every datagram from the one address all calls'
+/// relays share (the demultiplexing lookup by SSRC on top of the route lookup).
+fn relay(c: &mut Criterion) {
+    let mut group = c.benchmark_group("relay");
+    for fanout in [1u32, 4, 16] {
+        let start = Instant::now();
+        let mut r = relay_router(fanout, start);
+        let size = fanout + 1;
+        let batch: Vec<(Vec<u8>, SocketAddr)> = (0..BATCH as u32)
+            .map(|i| {
+                let conf = (i * 2_654_435_761u32.wrapping_shr(7) + i * 97) % CONFERENCES;
+                (rtp(ssrc(conf * size), 200, Kind::Plain, false), PEER)
+            })
+            .collect();
+        let mut tx: Vec<Transmit> = Vec::with_capacity(BATCH * fanout as usize + BATCH);
+        let mut send: Vec<(&[u8], SocketAddr)> = Vec::with_capacity(tx.capacity());
+        let mut reply = StunReply::new();
+        let mut now = start;
+        group.throughput(Throughput::Elements(BATCH as u64 * u64::from(fanout)));
+        group.bench_function(BenchmarkId::new("fanout", fanout), |b| {
+            b.iter(|| {
+                now += Duration::from_micros(10);
+                tx.clear();
+                for (i, (pkt, src)) in batch.iter().enumerate() {
+                    black_box(r.handle(i as u16, pkt, *src, now, &mut tx, &mut reply));
+                }
+                send.clear();
+                send.extend(
+                    tx.iter()
+                        .map(|t| (batch[usize::from(t.buf)].0.as_slice(), t.dst)),
+                );
+                assert_eq!(send.len(), BATCH * fanout as usize, "every copy routed");
+                black_box(&send);
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, route, relay);
 criterion_main!(benches);

@@ -387,7 +387,11 @@ pub struct Model {
     eps: Vec<EpSlot>,
     free_eps: Vec<EpIdx>,
     ufrags: HashSet<String>,
+    /// Latched (STUN) addresses: one endpoint each.
     by_addr: HashMap<SocketAddr, EpIdx>,
+    /// Declared addresses: relays of several calls to one peer forwarder share one
+    /// (shards tell them apart by SSRC, see [`crate::table`]).
+    declared: HashMap<SocketAddr, Vec<EpIdx>>,
     endpoint_count: usize,
     /// Endpoints ever created: each one's join sequence number.
     joins: u64,
@@ -408,6 +412,7 @@ impl Model {
             free_eps: Vec::new(),
             ufrags: HashSet::new(),
             by_addr: HashMap::new(),
+            declared: HashMap::new(),
             endpoint_count: 0,
             joins: 0,
         }
@@ -713,14 +718,22 @@ impl Model {
         else {
             return Vec::new();
         };
-        if let Some(&holder) = self.by_addr.get(&addr)
-            && holder != ep
-            && let Some(h) = self.endpoint(holder)
-            && h.conf != me.conf
-            && is_latched(h, now)
-        {
-            return [ep, holder]
-                .into_iter()
+        let holders = self
+            .by_addr
+            .get(&addr)
+            .into_iter()
+            .chain(self.declared.get(&addr).into_iter().flatten())
+            .copied()
+            .filter(|&h| {
+                h != ep
+                    && self
+                        .endpoint(h)
+                        .is_some_and(|h| h.conf != me.conf && is_latched(h, now))
+            })
+            .collect::<Vec<_>>();
+        if !holders.is_empty() {
+            return std::iter::once(ep)
+                .chain(holders)
                 .filter_map(|e| self.address_update(e))
                 .collect();
         }
@@ -879,36 +892,69 @@ impl Model {
     fn free_endpoint(&mut self, ep: EpIdx) {
         if let Some(e) = self.eps.get_mut(ep as usize).and_then(|s| s.ep.take()) {
             self.ufrags.remove(&e.ufrag);
-            if let Some((a, _)) = e.addr
-                && self.by_addr.get(&a) == Some(&ep)
-            {
-                self.by_addr.remove(&a);
+            if let Some((a, how)) = e.addr {
+                self.unindex(ep, a, how);
             }
             self.endpoint_count -= 1;
             self.free_eps.push(ep);
         }
     }
 
-    /// Sets the address of `ep`, keeping the address index in step. An address belongs
-    /// to one endpoint, so any other endpoint latched there loses it (shards do the same).
+    /// Sets the address of `ep`, keeping the address indexes in step, as the shards do
+    /// (`Table::set_address`): a latched address belongs to one endpoint, so any other
+    /// endpoint there loses it; a declared address is shared with the other endpoints
+    /// that declared it and taken from one latched there.
     fn set_addr(&mut self, ep: EpIdx, addr: SocketAddr, how: Latched) {
         let Some(e) = self.eps.get_mut(ep as usize).and_then(|s| s.ep.as_mut()) else {
             return;
         };
-        let old = e.addr.replace((addr, how)).map(|(a, _)| a);
-        if old == Some(addr) {
+        let old = e.addr.replace((addr, how));
+        let declared = |a: SocketAddr, how: Latched| (a, matches!(how, Latched::Declared));
+        if old.map(|(a, h)| declared(a, h)) == Some(declared(addr, how)) {
             return;
         }
-        if let Some(old) = old
-            && self.by_addr.get(&old) == Some(&ep)
-        {
-            self.by_addr.remove(&old);
+        if let Some((a, h)) = old {
+            self.unindex(ep, a, h);
         }
-        if let Some(prev) = self.by_addr.insert(addr, ep)
-            && prev != ep
-            && let Some(p) = self.eps.get_mut(prev as usize).and_then(|s| s.ep.as_mut())
-        {
-            p.addr = None;
+        let mut lose = Vec::new();
+        match how {
+            Latched::Declared => {
+                if let Some(prev) = self.by_addr.remove(&addr) {
+                    lose.push(prev);
+                }
+                let d = self.declared.entry(addr).or_default();
+                if !d.contains(&ep) {
+                    d.push(ep);
+                }
+            }
+            Latched::Stun { .. } => {
+                lose.extend(self.declared.remove(&addr).into_iter().flatten());
+                lose.extend(self.by_addr.insert(addr, ep));
+            }
+        }
+        for prev in lose.into_iter().filter(|&p| p != ep) {
+            if let Some(p) = self.eps.get_mut(prev as usize).and_then(|s| s.ep.as_mut()) {
+                p.addr = None;
+            }
+        }
+    }
+
+    /// Removes `ep` from the index of address `a`, which it held as `how`.
+    fn unindex(&mut self, ep: EpIdx, a: SocketAddr, how: Latched) {
+        match how {
+            Latched::Stun { .. } => {
+                if self.by_addr.get(&a) == Some(&ep) {
+                    self.by_addr.remove(&a);
+                }
+            }
+            Latched::Declared => {
+                if let Some(d) = self.declared.get_mut(&a) {
+                    d.retain(|&e| e != ep);
+                    if d.is_empty() {
+                        self.declared.remove(&a);
+                    }
+                }
+            }
         }
     }
 

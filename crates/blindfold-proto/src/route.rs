@@ -29,7 +29,9 @@ use crate::counters::{DropReason, LocalCounters};
 use crate::packet::{self, Class};
 use crate::select::{Media, Selection};
 use crate::stun::{self, BindingRequest, BindingResponse};
-use crate::table::{EpIdx, IngressLimits, Latch, PROBES, Probe, Table, TokenBucket, Update};
+use crate::table::{
+    EpIdx, IngressLimits, Latch, PROBES, Probe, SHARED, Table, TokenBucket, Update,
+};
 
 /// What a router tells the control side, besides the transmits.
 #[derive(Debug, Clone)]
@@ -342,11 +344,20 @@ impl Router {
     /// Finds the latched sender and charges its ingress bucket. Always inline, with the
     /// address lookup: left to the compiler, the lookup became a call (see
     /// `benches/route.rs`).
+    ///
+    /// An address several relays share (see `table`'s module doc) costs one compare here
+    /// and an out-of-line lookup by SSRC; every other address, none.
     #[inline(always)]
-    fn sender(&mut self, src: &SocketAddr, len: usize, now: Instant) -> Result<u32, DropReason> {
-        let ep = self.table.by_addr(src).ok_or(DropReason::UnknownSource)?;
+    fn sender(&mut self, src: &SocketAddr, pkt: &[u8], now: Instant) -> Result<u32, DropReason> {
+        let mut ep = self.table.by_addr(src).ok_or(DropReason::UnknownSource)?;
+        if ep == SHARED {
+            ep = self
+                .table
+                .demux(src, pkt)
+                .ok_or(DropReason::UnknownSource)?;
+        }
         let slot = self.table.slot_mut(ep).ok_or(DropReason::UnknownSource)?;
-        if slot.bucket.take(len, now) {
+        if slot.bucket.take(pkt.len(), now) {
             Ok(ep)
         } else {
             Err(DropReason::RateLimited)
@@ -420,7 +431,7 @@ impl Router {
         now: Instant,
         out: &mut Vec<Transmit>,
     ) -> Outcome {
-        let ep = match self.sender(&src, pkt.len(), now) {
+        let ep = match self.sender(&src, pkt, now) {
             Ok(ep) => ep,
             Err(r) => return Outcome::Dropped(r),
         };
@@ -444,7 +455,7 @@ impl Router {
         now: Instant,
         out: &mut Vec<Transmit>,
     ) -> Outcome {
-        let ep = match self.sender(&src, pkt.len(), now) {
+        let ep = match self.sender(&src, pkt, now) {
             Ok(ep) => ep,
             Err(r) => return Outcome::Dropped(r),
         };
@@ -696,7 +707,8 @@ impl Router {
     }
 
     /// Moves `ep`'s media to the proven, nominated address `addr`, unless an endpoint of
-    /// another conference holds it: an address is never taken across conferences.
+    /// another conference holds it: an address is never taken across conferences (nor
+    /// one several relays share, which may belong to any number of them).
     fn select(
         &mut self,
         ep: EpIdx,
@@ -705,6 +717,9 @@ impl Router {
         now: Instant,
     ) -> Result<(), DropReason> {
         let t = &self.table;
+        if t.by_addr(&addr) == Some(SHARED) {
+            return Err(DropReason::StunAddressInUse);
+        }
         if let Some(holder) = t.by_addr(&addr)
             && holder != ep
             && let (Some(h), Some(me)) = (t.slot(holder), t.slot(ep))

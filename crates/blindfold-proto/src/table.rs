@@ -26,6 +26,20 @@
 //! (for a simulcast track, a target layer or pause per subscriber, in
 //! [`ConfRoutes::video`]); the shard-local state of *when* it may switch (at a key frame)
 //! lives beside the table, in [`crate::select::Selection`].
+//!
+//! # Relays: one static address, many endpoints
+//! A relay link between two forwarders is one endpoint per call on each side, each with
+//! the other forwarder's media address declared as its static address, so every call
+//! linking the same pair of forwarders has an endpoint at the same address. A declared
+//! address may therefore be shared: the address index then holds [`SHARED`], and the
+//! endpoint is found by (address, SSRC) in a demultiplexing index derived from the
+//! routes of the sharing endpoints' conferences: the SSRCs each one owns (its RTP and
+//! sender reports) and the SSRCs it subscribes to (the receiver feedback that crosses
+//! back). The index is rebuilt when a sharing endpoint comes or goes or its conference's
+//! routes change, never per packet; media from an address held by one endpoint (every
+//! participant) never looks at it. An SSRC claimed by endpoints of two calls at one
+//! address resolves to neither: a collision drops that SSRC's packets on the link
+//! (counted as `unknown_source`) rather than deliver one call's packets to another.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -40,6 +54,12 @@ pub type EpIdx = u32;
 pub type ConfIdx = u32;
 
 type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
+
+/// What the address index holds for a declared address that several endpoints share
+/// (relays of several calls to one peer forwarder): resolve by SSRC with
+/// [`Table::demux`]. Never a slot index: slots are allocated from 0 up and a table of
+/// 2^32 - 1 endpoints does not fit in memory.
+pub const SHARED: EpIdx = EpIdx::MAX;
 
 /// ICE-lite credentials of one endpoint: the forwarder's ufrag and the pwd that keys
 /// MESSAGE-INTEGRITY.
@@ -90,6 +110,11 @@ impl ConfRoutes {
     /// True when no SSRC is routed.
     pub fn is_empty(&self) -> bool {
         self.by_ssrc.is_empty()
+    }
+
+    /// Every routed SSRC with its route, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, &SsrcRoute)> {
+        self.by_ssrc.iter().map(|(s, r)| (*s, r))
     }
 }
 
@@ -489,15 +514,32 @@ impl Slot {
     }
 }
 
+/// The endpoints that declared one static address, and, when there are two or more, who
+/// each SSRC seen from there belongs to.
+#[derive(Default)]
+struct Declared {
+    eps: Vec<EpIdx>,
+    /// SSRC → the endpoint that owns it (its RTP and sender reports come from here).
+    own: FastMap<u32, EpIdx>,
+    /// SSRC → the endpoint that subscribes to it (feedback about it comes from here).
+    sub: FastMap<u32, EpIdx>,
+}
+
 /// A shard's private copy of the routing state.
 #[derive(Default)]
 pub struct Table {
     slots: Vec<Option<Slot>>,
     /// STUN state, indexed like `slots`.
     stun: Vec<StunState>,
+    /// Source address → endpoint, or [`SHARED`].
     by_addr: FastMap<SocketAddr, EpIdx>,
     by_ufrag: FastMap<Box<str>, EpIdx>,
     confs: Vec<Option<Arc<ConfRoutes>>>,
+    /// Declared (static) addresses and their endpoints.
+    declared: FastMap<SocketAddr, Declared>,
+    /// The declared addresses two or more endpoints share, so a routes change finds the
+    /// indexes to rebuild without walking every declared address.
+    shared: Vec<SocketAddr>,
 }
 
 impl Table {
@@ -544,12 +586,32 @@ impl Table {
                     self.confs.resize_with(i + 1, || None);
                 }
                 self.confs[i] = routes;
+                let stale: Vec<SocketAddr> = self
+                    .shared
+                    .iter()
+                    .copied()
+                    .filter(|a| {
+                        self.declared.get(a).is_some_and(|d| {
+                            d.eps
+                                .iter()
+                                .any(|&e| self.slot(e).is_some_and(|s| s.conf == conf))
+                        })
+                    })
+                    .collect();
+                for a in stale {
+                    self.reindex(a);
+                }
             }
         }
     }
 
     /// Sets the address of `ep` if `generation` is current; keeps the address index in
     /// step. Returns whether anything changed.
+    ///
+    /// A latched (STUN) address belongs to one endpoint: whoever held it before loses it.
+    /// A declared address may be shared by several declared endpoints (relays), which are
+    /// then told apart by SSRC; a declared address never takes a STUN-latched one's
+    /// place silently either: the latched endpoint loses it, as before.
     pub fn set_address(
         &mut self,
         ep: EpIdx,
@@ -562,7 +624,7 @@ impl Table {
         if slot.generation != generation {
             return false;
         }
-        let old = slot.addr.map(|(a, _)| a);
+        let old = slot.addr;
         slot.addr = addr;
         let new = addr.map(|(a, _)| a);
         // The selected address needs no proof any more.
@@ -573,24 +635,120 @@ impl Table {
                 }
             }
         }
-        if old != new {
-            if let Some(old) = old
-                && self.by_addr.get(&old) == Some(&ep)
-            {
-                self.by_addr.remove(&old);
+        let declared =
+            |l: Option<(SocketAddr, Latch)>| l.map(|(a, how)| (a, matches!(how, Latch::Declared)));
+        if declared(old) == declared(addr) {
+            return true;
+        }
+        if let Some((a, how)) = old {
+            self.unindex(ep, a, how);
+        }
+        match addr {
+            Some((a, Latch::Declared)) => self.index_declared(ep, a),
+            Some((a, Latch::Stun { .. })) => self.index_latched(ep, a),
+            None => {}
+        }
+        true
+    }
+
+    /// Removes `ep` from the index of address `a`, which it held as `how`.
+    fn unindex(&mut self, ep: EpIdx, a: SocketAddr, how: Latch) {
+        match how {
+            Latch::Stun { .. } => {
+                if self.by_addr.get(&a) == Some(&ep) {
+                    self.by_addr.remove(&a);
+                }
             }
-            if let Some(new) = new {
-                // An address belongs to one endpoint: a rebinding that reuses another
-                // endpoint's old address unlatches that endpoint.
-                if let Some(prev) = self.by_addr.insert(new, ep)
-                    && prev != ep
-                    && let Some(Some(p)) = self.slots.get_mut(prev as usize)
+            Latch::Declared => {
+                let Some(d) = self.declared.get_mut(&a) else {
+                    return;
+                };
+                d.eps.retain(|&e| e != ep);
+                let (empty, only) = (d.eps.is_empty(), (d.eps.len() == 1).then(|| d.eps[0]));
+                if empty {
+                    self.declared.remove(&a);
+                    self.by_addr.remove(&a);
+                } else if let Some(only) = only {
+                    self.by_addr.insert(a, only);
+                }
+                self.reindex(a);
+            }
+        }
+    }
+
+    /// `ep` declared address `a`: it joins the endpoints there; a STUN-latched endpoint
+    /// holding `a` loses it.
+    fn index_declared(&mut self, ep: EpIdx, a: SocketAddr) {
+        if !self.declared.contains_key(&a)
+            && let Some(prev) = self.by_addr.remove(&a)
+            && prev != ep
+            && let Some(Some(p)) = self.slots.get_mut(prev as usize)
+        {
+            p.addr = None;
+        }
+        let d = self.declared.entry(a).or_default();
+        if !d.eps.contains(&ep) {
+            d.eps.push(ep);
+        }
+        let holder = if d.eps.len() == 1 { ep } else { SHARED };
+        self.by_addr.insert(a, holder);
+        self.reindex(a);
+    }
+
+    /// `ep` latched address `a` by STUN: it is the only endpoint there. Whoever held it
+    /// (a rebinding reusing another endpoint's old address, or endpoints that declared
+    /// it) loses it; the router never selects an address another conference holds, so
+    /// this happens only within one conference or on the model's say.
+    fn index_latched(&mut self, ep: EpIdx, a: SocketAddr) {
+        if let Some(d) = self.declared.remove(&a) {
+            for e in d.eps {
+                if e != ep
+                    && let Some(Some(p)) = self.slots.get_mut(e as usize)
                 {
                     p.addr = None;
                 }
             }
+            self.reindex(a);
         }
-        true
+        if let Some(prev) = self.by_addr.insert(a, ep)
+            && prev != ep
+            && let Some(Some(p)) = self.slots.get_mut(prev as usize)
+        {
+            p.addr = None;
+        }
+    }
+
+    /// Rebuilds the SSRC index of declared address `a` from the routes of its
+    /// endpoints' conferences, and keeps the list of shared addresses in step. Runs on
+    /// control updates only: O(routes of the conferences sharing `a`).
+    fn reindex(&mut self, a: SocketAddr) {
+        let Some(mut d) = self.declared.remove(&a) else {
+            self.shared.retain(|s| *s != a);
+            return;
+        };
+        d.own.clear();
+        d.sub.clear();
+        if d.eps.len() < 2 {
+            self.shared.retain(|s| *s != a);
+        } else {
+            if !self.shared.contains(&a) {
+                self.shared.push(a);
+            }
+            for &ep in &d.eps {
+                let Some(routes) = self.slot(ep).and_then(|s| self.routes(s.conf)) else {
+                    continue;
+                };
+                for (ssrc, route) in routes.iter() {
+                    if route.owner == ep {
+                        claim(&mut d.own, ssrc, ep);
+                    }
+                    if route.subscribers.contains(&ep) {
+                        claim(&mut d.sub, ssrc, ep);
+                    }
+                }
+            }
+        }
+        self.declared.insert(a, d);
     }
 
     fn remove_endpoint(&mut self, ep: EpIdx) {
@@ -598,10 +756,8 @@ impl Table {
             return;
         };
         if let Some(slot) = entry.take() {
-            if let Some((a, _)) = slot.addr
-                && self.by_addr.get(&a) == Some(&ep)
-            {
-                self.by_addr.remove(&a);
+            if let Some((a, how)) = slot.addr {
+                self.unindex(ep, a, how);
             }
             if let Some(ice) = slot.ice
                 && self.by_ufrag.get(&ice.ufrag) == Some(&ep)
@@ -611,8 +767,28 @@ impl Table {
         }
     }
 
-    /// The endpoint latched at `addr`: the first lookup of every media packet, so always
-    /// inline.
+    /// The endpoint that sent `pkt` from `addr`, a declared address several endpoints
+    /// share: the owner of the RTP or sender-report SSRC, or, for receiver feedback, the
+    /// subscriber of the first media SSRC it names that resolves. Out of line: only
+    /// relay traffic between forwarders comes here.
+    #[cold]
+    #[inline(never)]
+    pub fn demux(&self, addr: &SocketAddr, pkt: &[u8]) -> Option<EpIdx> {
+        let d = self.declared.get(addr)?;
+        let ep = match crate::packet::classify(pkt) {
+            crate::packet::Class::Rtp => d.own.get(&crate::packet::rtp_ssrc(pkt)?).copied(),
+            crate::packet::Class::Rtcp => match crate::packet::rtcp_sender_report(pkt) {
+                Some(ssrc) => d.own.get(&ssrc).copied(),
+                None => crate::packet::rtcp_media_ssrcs(pkt)
+                    .find_map(|ssrc| d.sub.get(&ssrc).copied().filter(|&e| e != SHARED)),
+            },
+            _ => None,
+        };
+        ep.filter(|&e| e != SHARED)
+    }
+
+    /// The endpoint latched at `addr`, or [`SHARED`] when several declared endpoints
+    /// share it: the first lookup of every media packet, so always inline.
     #[inline(always)]
     pub fn by_addr(&self, addr: &SocketAddr) -> Option<EpIdx> {
         self.by_addr.get(addr).copied()
@@ -666,6 +842,24 @@ impl Table {
     pub fn counts(&self) -> (usize, usize) {
         (self.slots.iter().flatten().count(), self.by_addr.len())
     }
+
+    /// Number of declared addresses two or more endpoints share (for tests).
+    pub fn shared_addresses(&self) -> usize {
+        self.shared.len()
+    }
+}
+
+/// Records that `ep` claims `ssrc` at one shared address; a claim by another endpoint
+/// makes the SSRC ambiguous ([`SHARED`]), which resolves to nobody.
+fn claim(index: &mut FastMap<u32, EpIdx>, ssrc: u32, ep: EpIdx) {
+    index
+        .entry(ssrc)
+        .and_modify(|e| {
+            if *e != ep {
+                *e = SHARED;
+            }
+        })
+        .or_insert(ep);
 }
 
 #[cfg(test)]
@@ -719,8 +913,10 @@ mod tests {
         t.set_address(0, 1, Some((addr(2000), Latch::Declared)));
         assert_eq!(t.by_addr(&addr(1000)), None);
         assert_eq!(t.by_addr(&addr(2000)), Some(0));
-        // another endpoint taking the address unlatches the first
-        t.set_address(1, 1, Some((addr(2000), Latch::Declared)));
+        // another endpoint latching the address unlatches the first (declaring it too
+        // would share it: see declared_addresses_are_shared_and_told_apart_by_ssrc)
+        let consent_until = Instant::now() + Duration::from_secs(30);
+        t.set_address(1, 1, Some((addr(2000), Latch::Stun { consent_until })));
         assert_eq!(t.by_addr(&addr(2000)), Some(1));
         assert!(t.slot(0).unwrap().addr.is_none());
         // removal frees address and ufrag
@@ -729,6 +925,75 @@ mod tests {
         assert_eq!(t.by_ufrag("u1"), None);
         assert_eq!(t.by_ufrag("u0"), Some(0));
         assert_eq!(t.counts(), (1, 0));
+    }
+
+    fn rtp(ssrc: u32) -> Vec<u8> {
+        let mut p = vec![0x80, 96, 0, 1, 0, 0, 0, 1];
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        p
+    }
+
+    #[test]
+    fn declared_addresses_are_shared_and_told_apart_by_ssrc() {
+        let mut t = Table::default();
+        // Conference c: relay c (declared) owns 10 + c; member 3 + c owns 30 + c and the
+        // relay subscribes to it.
+        for c in 0..2 {
+            ep(&mut t, c, 1, c);
+            ep(&mut t, 3 + c, 1, c);
+            let mut b = ConfRoutesBuilder::default();
+            b.own(10 + c, c).unwrap();
+            b.own(30 + c, 3 + c).unwrap();
+            b.subscribe(30 + c, c);
+            t.apply(Update::Routes {
+                conf: c,
+                routes: Some(Arc::new(b.build())),
+            });
+        }
+        let peer = addr(9);
+        t.set_address(0, 1, Some((peer, Latch::Declared)));
+        assert_eq!(t.by_addr(&peer), Some(0), "one holder: no demultiplexing");
+        assert_eq!(t.shared_addresses(), 0);
+        t.set_address(1, 1, Some((peer, Latch::Declared)));
+        assert_eq!(t.by_addr(&peer), Some(SHARED));
+        assert_eq!(t.shared_addresses(), 1);
+        assert_eq!(t.demux(&peer, &rtp(10)), Some(0));
+        assert_eq!(t.demux(&peer, &rtp(11)), Some(1));
+        assert_eq!(
+            t.demux(&peer, &rtp(30)),
+            None,
+            "owned by a member, not a relay"
+        );
+        assert_eq!(t.demux(&peer, &[0x80]), None);
+        // Both relays receive at the shared address.
+        let now = Instant::now();
+        assert_eq!(t.slot(0).unwrap().dest(now), Some(peer));
+        assert_eq!(t.slot(1).unwrap().dest(now), Some(peer));
+        // Relay 1 goes: relay 0 holds the address alone again.
+        t.apply(Update::RemoveEndpoint { ep: 1 });
+        assert_eq!(t.by_addr(&peer), Some(0));
+        assert_eq!(t.shared_addresses(), 0);
+        // A STUN latch takes a declared address whole (the router refuses it across
+        // conferences before it comes to this).
+        t.set_address(1, 1, Some((peer, Latch::Declared)));
+        ep(&mut t, 1, 2, 1);
+        t.set_address(1, 2, Some((peer, Latch::Declared)));
+        assert_eq!(t.by_addr(&peer), Some(SHARED));
+        t.set_address(
+            3,
+            1,
+            Some((
+                peer,
+                Latch::Stun {
+                    consent_until: now + Duration::from_secs(30),
+                },
+            )),
+        );
+        assert_eq!(t.by_addr(&peer), Some(3));
+        assert!(t.slot(0).unwrap().addr.is_none());
+        assert!(t.slot(1).unwrap().addr.is_none());
+        assert_eq!(t.shared_addresses(), 0);
+        assert_eq!(t.counts(), (4, 1));
     }
 
     #[test]
