@@ -21,6 +21,7 @@ fn native_members_open_each_others_sframe_media() {
         debug_state: false,
         metrics: false,
         limits: Default::default(),
+        speaker_detection: true,
     })
     .unwrap();
     let secret: [u8; 32] = rand::random();

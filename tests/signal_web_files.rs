@@ -16,6 +16,7 @@ fn web_files_are_served_from_the_binary() {
         debug_state: false,
         metrics: false,
         limits: Default::default(),
+        speaker_detection: true,
     })
     .unwrap();
     let base = format!("http://{}", signal.local_addr());

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod burst;
+pub mod child;
 pub mod chromium;
 pub mod edge;
 pub mod memscan;

@@ -15,6 +15,7 @@ use super::keylog::KeyLog;
 use super::media::StreamStats;
 use super::participant::ClientError;
 use super::participant::{ParticipantConfig, Phase, Shared};
+use super::selective::Selective;
 use super::signalling::{Ws, parse_id, send_ws};
 use blindfold_e2ee::{E2eeSession, EpochId, Input, Output, ParticipantId, SendState};
 use blindfold_signal::proto::{self, ClientMessage, ServerMessage, Track, WelcomeOut};
@@ -64,6 +65,8 @@ pub(crate) struct Engine {
     pub leaving: bool,
     /// The service confirmed the leave.
     pub left: bool,
+    /// Selective forwarding: simulcast, levels, decodability, key frame requests.
+    pub sel: Selective,
 }
 
 impl Engine {
@@ -102,6 +105,7 @@ impl Engine {
                 member,
                 key_package,
             } => {
+                self.sel.on_tracks(&member.participant, &member.tracks);
                 for t in &member.tracks {
                     self.own_tracks(&member.participant, t);
                 }
@@ -117,6 +121,7 @@ impl Engine {
                 }
             }
             ServerMessage::MemberLeft { participant } => {
+                self.sel.on_left(&participant);
                 if let Ok(id) = parse_id(&participant) {
                     self.ssrc_owner.retain(|_, owner| *owner != id);
                     self.session.handle_input(Input::MemberLeft(id), now);
@@ -126,6 +131,7 @@ impl Engine {
                 participant,
                 tracks,
             } => {
+                self.sel.on_tracks(&participant, &tracks);
                 if let Ok(id) = parse_id(&participant) {
                     self.ssrc_owner.retain(|_, owner| *owner != id);
                 }
@@ -147,6 +153,9 @@ impl Engine {
             }
             ServerMessage::Error { code, message } => {
                 tracing::warn!(?code, %message, "signalling refused a request");
+            }
+            ServerMessage::Speakers { dominant, recent } => {
+                self.sel.on_speakers(dominant, recent);
             }
             ServerMessage::Joined { .. }
             | ServerMessage::Challenge { .. }
@@ -225,6 +234,7 @@ impl Engine {
                 .iter()
                 .map(|a| a.ssrc)
                 .chain(self.video.iter().map(|v| v.0.ssrc))
+                .chain(self.sel.own_ssrcs())
                 .collect();
             for ssrc in own {
                 if let Some(line) = self.session.keylog_line(ssrc) {
@@ -255,5 +265,6 @@ impl Engine {
         // Stop publishing at once; the leave completes on `left`.
         self.audio = None;
         self.video = None;
+        self.sel.stop_sending();
     }
 }
