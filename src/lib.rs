@@ -12,6 +12,7 @@
 //! - [`e2ee`] (`blindfold-e2ee`): the MLS group, SRTP under keys exported from its epochs,
 //!   ephemeral ids. No server crate depends on it.
 //! - [`signal`] (`blindfold-signal`): the reference signalling service.
+//! - [`edge`] (`blindfold-edge`): the browser edge: ICE and DTLS-SRTP (hop keys only).
 //! - [`client`] (`blindfold-client`): a headless E2EE participant.
 //! - [`load`] (`blindfold-load`): load generator, capacity planner, kernel ceiling.
 //! - [`cluster`] (`blindfold-cluster`): the state a cluster shares in Redis (forwarder
@@ -24,6 +25,7 @@ pub use blindfold_client as client;
 pub use blindfold_cluster as cluster;
 pub use blindfold_control as control;
 pub use blindfold_e2ee as e2ee;
+pub use blindfold_edge as edge;
 pub use blindfold_forwarder as forwarder;
 pub use blindfold_load as load;
 pub use blindfold_proto as proto;

@@ -17,6 +17,8 @@ enum Command {
     Serve(Box<blindfold::forwarder::config::ServeArgs>),
     /// Run the reference signalling service.
     Signal(blindfold::signal::SignalArgs),
+    /// Run the browser edge (ICE and DTLS-SRTP for browsers; hop keys only).
+    Edge(blindfold::edge::EdgeArgs),
     /// Run one headless E2EE participant.
     Client(blindfold::client::ClientArgs),
     /// Run a whole encrypted call on this machine and check its security properties.
@@ -34,7 +36,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     // Servers log at info; tools whose stdout is a report keep stderr to warnings.
     blindfold::telemetry::init(match cli.command {
-        Command::Serve(_) | Command::Signal(_) | Command::Client(_) => "info",
+        Command::Serve(_) | Command::Signal(_) | Command::Edge(_) | Command::Client(_) => "info",
         Command::Demo(_) | Command::Load(_) | Command::Plan(_) | Command::GroupCost(_) => "warn",
     });
     match cli.command {
@@ -44,12 +46,25 @@ fn main() -> anyhow::Result<()> {
             blindfold::forwarder::run_cli(*args, matches.subcommand_matches("serve"))
         }
         Command::Signal(args) => run_signal(args),
+        Command::Edge(args) => run_edge(args),
         Command::Client(args) => blindfold::client::run_cli(args),
         Command::Demo(args) => blindfold::demo::run_cli(args),
         Command::Load(args) => blindfold::load::run_cli(args),
         Command::Plan(args) => blindfold::load::plan::run_cli(args),
         Command::GroupCost(args) => blindfold::group_cost::run_cli(args),
     }
+}
+
+/// `blindfold edge`: serves until SIGINT or SIGTERM.
+fn run_edge(args: blindfold::edge::EdgeArgs) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let server = blindfold::edge::EdgeServer::start(&args).context("starting the edge")?;
+    // The bound address on stdout lets scripts and tests use port 0.
+    println!("edge http://{}", server.local_addr());
+    blindfold::telemetry::wait_for_stop_signal()?;
+    server.stop();
+    tracing::info!("edge stopped");
+    Ok(())
 }
 
 /// `blindfold signal`: serves until SIGINT or SIGTERM.

@@ -17,6 +17,7 @@ fn an_honest_leaver_keeps_no_key() {
         control_token: common::TOKEN.into(),
         debug_state: false,
         metrics: false,
+        speaker_detection: true,
         limits: Default::default(),
         health: Default::default(),
     })

@@ -90,11 +90,7 @@ fn build(
             let tracks: Vec<Track> = publications
                 .iter()
                 .filter(|x| x.track.participant == *p && placement[p] == *id)
-                .map(|x| Track {
-                    id: x.track.track.clone(),
-                    kind: kind(x.kind),
-                    ssrcs: x.ssrcs.clone(),
-                })
+                .map(|x| Track::new(x.track.track.clone(), kind(x.kind), x.ssrcs.clone()))
                 .collect();
             apply(m.set_tracks(CALL, p, tracks).unwrap().1);
         }
@@ -113,20 +109,13 @@ fn build(
             let tracks = relay
                 .tracks
                 .iter()
-                .map(|t| Track {
-                    id: t.id.clone(),
-                    kind: kind(t.kind),
-                    ssrcs: t.ssrcs.clone(),
-                })
+                .map(|t| Track::new(t.id.clone(), kind(t.kind), t.ssrcs.clone()))
                 .collect();
             apply(m.set_tracks(CALL, &relay.endpoint, tracks).unwrap().1);
         }
         let subs = |list: &[links::Sub]| -> Vec<Subscription> {
             list.iter()
-                .map(|s| Subscription {
-                    endpoint: s.endpoint.clone(),
-                    track: s.track.clone(),
-                })
+                .map(|s| Subscription::new(s.endpoint.clone(), s.track.clone()))
                 .collect()
         };
         for (p, list) in &np.members {

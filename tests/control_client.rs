@@ -39,7 +39,9 @@ fn every_operation_round_trips_through_the_typed_client() {
         vec![SubscriptionState {
             endpoint: "a".into(),
             track: "mic".into(),
-            active: true
+            active: true,
+            layer: None,
+            paused: false,
         }]
     );
     let mut ids: Vec<String> = c

@@ -2,10 +2,11 @@
 //! (normal dependencies, transitively) is an AEAD, HPKE, MLS, SRTP or e2ee crate. Read
 //! from the resolved dependency graph (`cargo metadata`), not from the source text.
 
-use std::collections::{BTreeSet, HashMap};
-use std::process::Command;
+mod common;
 
-use serde_json::Value;
+use std::collections::BTreeSet;
+
+use common::metadata::{metadata, normal_closure};
 
 /// Crate names that implement or carry media encryption or group key agreement, as
 /// substrings, so `aes-gcm`, `chacha20poly1305`, `hpke-rs`, `openmls` and friends match.
@@ -16,71 +17,6 @@ const KEY_CRATES: &[&str] = &[
 ];
 /// Exact names too short to match as substrings: the AES block cipher, its CTR mode, ring.
 const KEY_CRATES_EXACT: &[&str] = &["aes", "ctr", "ring"];
-
-/// The normal (non-dev, non-build) dependency closure of `root`, as package names.
-fn normal_closure(meta: &Value, root: &str) -> BTreeSet<String> {
-    let packages = meta["packages"].as_array().expect("packages");
-    let name_of: HashMap<&str, &str> = packages
-        .iter()
-        .map(|p| (p["id"].as_str().unwrap(), p["name"].as_str().unwrap()))
-        .collect();
-    let nodes = meta["resolve"]["nodes"].as_array().expect("resolve graph");
-    let by_id: HashMap<&str, &Value> = nodes
-        .iter()
-        .map(|n| (n["id"].as_str().unwrap(), n))
-        .collect();
-    let root_id = packages
-        .iter()
-        .find(|p| p["name"] == root)
-        .and_then(|p| p["id"].as_str())
-        .unwrap_or_else(|| panic!("{root} is a workspace member"));
-    let mut seen = BTreeSet::new();
-    let mut todo = vec![root_id];
-    while let Some(id) = todo.pop() {
-        for dep in by_id[id]["deps"].as_array().unwrap() {
-            // A kind of null is a normal dependency; "dev" and "build" are not linked in.
-            let normal = dep["dep_kinds"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|k| k["kind"].is_null());
-            let pkg = dep["pkg"].as_str().unwrap();
-            if normal && seen.insert(name_of[pkg].to_string()) {
-                todo.push(pkg);
-            }
-        }
-    }
-    seen
-}
-
-/// The host's target triple: the graph is resolved for the platform the forwarder runs on
-/// (and cargo need not fetch other platforms' crates).
-fn host_triple() -> String {
-    let out = Command::new("rustc")
-        .arg("-vV")
-        .output()
-        .expect("rustc runs");
-    let text = String::from_utf8(out.stdout).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("host: "))
-        .expect("rustc -vV names the host")
-        .to_string()
-}
-
-fn metadata() -> Value {
-    let out = Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--offline"])
-        .args(["--filter-platform", &host_triple()])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("cargo metadata runs");
-    assert!(
-        out.status.success(),
-        "cargo metadata: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("metadata is JSON")
-}
 
 fn key_crates(closure: &BTreeSet<String>) -> Vec<&String> {
     closure

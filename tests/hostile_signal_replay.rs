@@ -23,6 +23,7 @@ fn replayed_joins_welcomes_and_commits_admit_no_one() {
             control_token: common::TOKEN.into(),
             debug_state: true,
             metrics: false,
+            speaker_detection: true,
             limits: Default::default(),
             health: Default::default(),
         },

@@ -36,6 +36,7 @@ fn dropped_commits_stall_the_call_and_the_leaver_opens_nothing_later() {
             control_token: common::TOKEN.into(),
             debug_state: false,
             metrics: false,
+            speaker_detection: true,
             limits: Default::default(),
             health: Default::default(),
         },

@@ -16,6 +16,7 @@ fn service_and_forwarder_see_only_ephemeral_ids() {
         control_token: common::TOKEN.into(),
         debug_state: true,
         metrics: false,
+        speaker_detection: true,
         limits: Default::default(),
         health: Default::default(),
     })

@@ -18,12 +18,21 @@
 //!  100% counters, forwarder metrics, verification codes, security checks; exit 0 only if
 //!       all held
 //! ```
+//!
+//! With `--last-n N` (or `--speakers`) the script is selective forwarding's instead
+//! ([`selective`]): everyone joins publishing audio with its level and three-layer
+//! simulcast video, all but the last receive the videos of the N most recent speakers, the
+//! last (the control receiver) asks for no last-N and top-K audio 1; speakers take turns
+//! of [`selective::TURN`]; then the selective checks and the download figures.
 
 pub mod checks;
+pub mod selective;
 
 use std::time::{Duration, Instant};
 
-use blindfold_client::{Identity, Participant, ParticipantConfig, Stats, VideoConfig};
+use blindfold_client::{
+    Identity, Participant, ParticipantConfig, SelectiveConfig, Stats, VideoConfig,
+};
 use blindfold_forwarder::Forwarder;
 use blindfold_forwarder::config::ServeArgs;
 use blindfold_forwarder::metrics::DropReason;
@@ -53,6 +62,16 @@ pub struct DemoArgs {
     /// DEBUG ONLY: participants append their SRTP master keys to FILE (created 0600).
     #[arg(long)]
     pub key_log: Option<std::path::PathBuf>,
+
+    /// Selective forwarding: speakers take turns and every receiver but the control gets
+    /// the videos of the N most recent speakers (implies --speakers and --video).
+    #[arg(long)]
+    pub last_n: Option<u32>,
+
+    /// Run the speaking-turns script (simulcast video, speaker detection) even without
+    /// --last-n: everyone gets everyone's video, for the comparison.
+    #[arg(long)]
+    pub speakers: bool,
 }
 
 /// The demo could not run its script.
@@ -97,6 +116,8 @@ pub struct Report {
     pub forwarder: ForwarderCounters,
     /// The security and delivery checks.
     pub checks: Vec<Check>,
+    /// Figures measured by the script (selective forwarding's), as printed.
+    pub figures: Vec<String>,
 }
 
 impl Report {
@@ -171,6 +192,12 @@ impl Report {
         if f.drops.iter().all(|(_, n)| *n == 0) {
             let _ = writeln!(out, "  dropped          {:>9}", 0);
         }
+        if !self.figures.is_empty() {
+            let _ = writeln!(out, "\nFigures");
+            for f in &self.figures {
+                let _ = writeln!(out, "  {f}");
+            }
+        }
         let _ = writeln!(out, "\nSecurity and delivery checks");
         for c in &self.checks {
             let _ = writeln!(
@@ -217,6 +244,14 @@ pub fn run(args: &DemoArgs) -> Result<Report, DemoError> {
     if args.participants < 4 {
         return Err(DemoError::Args("--participants must be at least 4".into()));
     }
+    if let Some(k) = args.last_n
+        && args.participants < k as usize + 3
+    {
+        // A speaker must have dropped out of every receiver's last N by its next turn.
+        return Err(DemoError::Args(
+            "--participants must be at least --last-n + 3".into(),
+        ));
+    }
     if args.duration < 8 {
         return Err(DemoError::Args(
             "--duration must be at least 8 seconds".into(),
@@ -243,6 +278,7 @@ pub fn run(args: &DemoArgs) -> Result<Report, DemoError> {
         control_token: token,
         debug_state: false,
         metrics: false,
+        speaker_detection: true,
         limits: Default::default(),
         health: Default::default(),
     })?;
@@ -252,15 +288,21 @@ pub fn run(args: &DemoArgs) -> Result<Report, DemoError> {
         fwd.control_addr(),
         signal.ws_url()
     );
-    let result = script(args, &signal, &fwd);
+    let selective = args.speakers || args.last_n.is_some();
+    let result = if selective {
+        speakers_script(args, &signal, &fwd)
+    } else {
+        script(args, &signal, &fwd).map(|(rows, checks)| (rows, checks, Vec::new()))
+    };
     signal.stop();
     let counters = forwarder_counters(&fwd);
     fwd.stop();
-    let (rows, checks) = result?;
+    let (rows, checks, figures) = result?;
     Ok(Report {
         rows,
         forwarder: counters,
         checks,
+        figures,
     })
 }
 
@@ -371,6 +413,150 @@ fn script(
         })
         .collect();
     Ok((rows, checks))
+}
+
+/// Selective forwarding's script: everyone joins, speakers take turns, then the checks of
+/// [`selective`] and the figures (download per receiver, forwarder copies/s, the time from
+/// a speaker change to the new speaker's first decodable frame).
+fn speakers_script(
+    args: &DemoArgs,
+    signal: &SignalServer,
+    fwd: &Forwarder,
+) -> Result<Outcome, DemoError> {
+    let mut call_secret = [0u8; 32];
+    rand::fill(&mut call_secret);
+    let n = args.participants;
+    let control = n - 1;
+    let config = |i: usize| {
+        let mut c = ParticipantConfig::new(
+            &signal.ws_url(),
+            call_secret,
+            Identity::generate(&format!("{}@example.org", name(i)), "laptop"),
+        );
+        c.video = Some(VideoConfig::default());
+        c.schedule.epoch_interval_ms = args.epoch_interval.max(1) * 1000;
+        c.key_log = args.key_log.clone();
+        c.selective = SelectiveConfig {
+            simulcast: true,
+            last_n: if i == control { None } else { args.last_n },
+            top_k_audio: (i == control).then_some(1),
+            ..SelectiveConfig::default()
+        };
+        c
+    };
+    let fail = |i: usize| {
+        move |error| DemoError::Participant {
+            who: name(i),
+            error,
+        }
+    };
+    let wait = Duration::from_secs(15);
+    let mut ps: Vec<Participant> = Vec::with_capacity(n);
+    for i in 0..n {
+        let p = Participant::spawn(config(i)).map_err(fail(i))?;
+        p.wait_ready(wait).map_err(fail(i))?;
+        ps.push(p);
+    }
+    println!(
+        "{n} participants in the call; {} receive {}; {} is the control receiver (every \
+         video, top-K audio 1)",
+        n - 1,
+        args.last_n
+            .map_or_else(|| "every video".into(), |k| format!("last-N {k}")),
+        name(control)
+    );
+    // Let every receive choice and the first key frames land before the turns start.
+    std::thread::sleep(Duration::from_secs(1));
+    let start = Instant::now();
+    let before = forwarder_counters(fwd);
+    let bytes_before: Vec<u64> = ps.iter().map(|p| p.stats().received_bytes).collect();
+    let speakers: Vec<usize> = (0..control).collect();
+    let until = start + Duration::from_secs(args.duration);
+    let (turns, samples) = selective::run_turns(&ps, &speakers, selective::TURN, until);
+    let end = Instant::now();
+    let after = forwarder_counters(fwd);
+    let rec = selective::Recording {
+        ids: ps.iter().map(|p| p.id().to_hex()).collect(),
+        last_n_receivers: if args.last_n.is_some() {
+            (0..control).collect()
+        } else {
+            Vec::new()
+        },
+        last_n: args.last_n,
+        control: Some(control),
+        turns,
+        samples,
+        end,
+    };
+    let secs = end.duration_since(start).as_secs_f64();
+    let mut checks = vec![selective::decodable(&ps)];
+    checks.extend(selective::at_most_n(&ps, &rec));
+    let follow = selective::follows(&ps, &rec).map(|(c, f)| {
+        checks.push(c);
+        f
+    });
+    checks.push(selective::every_audio(&ps, &rec, start));
+    let snapshot: Vec<Stats> = ps.iter().map(Participant::stats).collect();
+    let rate = |i: usize| (snapshot[i].received_bytes - bytes_before[i]) as f64 / secs;
+    let receivers: Vec<f64> = (0..control).map(rate).collect();
+    let mean = receivers.iter().sum::<f64>() / receivers.len().max(1) as f64;
+    let mut figures = vec![
+        format!(
+            "download per receiver ({}): mean {:.0} B/s ({:.2} Mbit/s), max {:.0} B/s",
+            args.last_n
+                .map_or_else(|| "every video".into(), |k| format!("last-N {k}")),
+            mean,
+            mean * 8.0 / 1e6,
+            receivers.iter().copied().fold(0.0, f64::max)
+        ),
+        format!(
+            "download of the control receiver (every video, top-K audio 1): {:.0} B/s ({:.2} Mbit/s)",
+            rate(control),
+            rate(control) * 8.0 / 1e6
+        ),
+        format!(
+            "forwarder: {:.0} copies/s, {:.0} packets in/s over {:.1} s of turns",
+            (after.tx_packets - before.tx_packets) as f64 / secs,
+            (after.rx_packets - before.rx_packets) as f64 / secs,
+            secs
+        ),
+    ];
+    if let Some(f) = follow {
+        figures.push(format!(
+            "speaker change to the new speaker's first decodable frame: from the speaker event \
+             p50 {} ms p99 {} ms; from talking p50 {} ms p99 {} ms (detection p50 {} ms p99 {} \
+             ms); {} switches",
+            fmt_opt(selective::quantile(&f.from_event_ms, 0.5)),
+            fmt_opt(selective::quantile(&f.from_event_ms, 0.99)),
+            fmt_opt(selective::quantile(&f.from_talk_ms, 0.5)),
+            fmt_opt(selective::quantile(&f.from_talk_ms, 0.99)),
+            fmt_opt(selective::quantile(&f.detection_ms, 0.5)),
+            fmt_opt(selective::quantile(&f.detection_ms, 0.99)),
+            f.from_event_ms.len()
+        ));
+    }
+    drop(ps);
+    let rows = snapshot
+        .into_iter()
+        .enumerate()
+        .map(|(i, stats)| Row {
+            name: name(i),
+            role: if i == control {
+                "control receiver"
+            } else {
+                "speaker"
+            },
+            stats,
+        })
+        .collect();
+    Ok((rows, checks, figures))
+}
+
+/// A script's rows, checks and figures.
+type Outcome = (Vec<Row>, Vec<Check>, Vec<String>);
+
+fn fmt_opt(v: Option<u64>) -> String {
+    v.map_or_else(|| "-".into(), |v| v.to_string())
 }
 
 /// The first to join: it starts the group and, as the lowest leaf, commits until it leaves.

@@ -145,6 +145,27 @@ impl Harness {
         }
     }
 
+    /// The status line and headers of an authenticated `GET path` whose body never ends
+    /// (an event stream), read over a raw socket.
+    pub fn stream_head(&self, path: &str) -> String {
+        use std::io::{Read, Write};
+        let addr = self.server().local_addr();
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let auth = self.auth().unwrap_or_default();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n\r\n"
+        )
+        .unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap() == 1 {
+            head.push(byte[0]);
+        }
+        String::from_utf8_lossy(&head).into_owned()
+    }
+
     /// Declares a `len`-byte JSON body with `Expect: 100-continue` over a raw socket and
     /// reads the answer without sending the body (a client sending megabytes the server
     /// refuses would race the server's close and see a reset instead of the answer).

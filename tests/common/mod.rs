@@ -4,6 +4,11 @@
 #![allow(dead_code)]
 
 pub mod burst;
+pub mod child;
+pub mod chromium;
+pub mod edge;
+pub mod memscan;
+pub mod metadata;
 pub mod redis;
 
 use std::net::{SocketAddr, UdpSocket};

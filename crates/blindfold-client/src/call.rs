@@ -17,10 +17,14 @@ use super::engine::{Engine, OutStream, now_ms};
 use super::keylog::KeyLog;
 use super::media;
 use super::participant::{ClientError, Command, ParticipantConfig, Phase, Shared};
+use super::selective::Selective;
 use super::signalling::{self, Admitted, Ws, recv_ws, send_ws};
 use blindfold_e2ee::{CallSecret, E2eeSession, ParticipantId, RTP_OVERHEAD};
 use blindfold_proto::stun as ice;
-use blindfold_signal::proto::{ClientMessage, ErrorCode, ServerMessage, Track, TrackKind};
+use blindfold_signal::proto::{ClientMessage, ErrorCode, ServerMessage};
+
+/// The media socket's receive buffer.
+const RECV_BUFFER: usize = 4 << 20;
 
 /// Runs the participant until [`Command::Stop`] or a fatal error.
 pub(crate) async fn run(
@@ -34,6 +38,10 @@ pub(crate) async fn run(
         .await
         .map_err(|_| ClientError::Timeout("joining through signalling"))??;
     let sock = UdpSocket::bind(bind_address(&eng)).await?;
+    // A receiver busy with a group change (a Commit, a Welcome) must not lose the media
+    // that queued meanwhile: room for about a second of a few videos, as real clients
+    // keep (the kernel caps it at net.core.rmem_max).
+    let _ = socket2::SockRef::from(&sock).set_recv_buffer_size(RECV_BUFFER);
     tokio::time::timeout(eng.cfg.join_timeout, wait_for_key(&mut eng, &mut ws))
         .await
         .map_err(|_| ClientError::Timeout("waiting to be added to the group"))??;
@@ -93,7 +101,20 @@ async fn join(
         None => None,
     };
     let audio = cfg.audio.then(OutStream::new);
-    let video = cfg.video.map(|v| {
+    let mut sel = Selective::new(
+        cfg.selective.clone(),
+        me.to_hex(),
+        shared.talking.clone(),
+        t0,
+    );
+    for m in &members {
+        sel.on_tracks(&m.participant, &m.tracks);
+    }
+    // Simulcast replaces the single video stream.
+    if let Some(v) = cfg.video.filter(|_| sel.simulcast()) {
+        sel.start_simulcast(v.packet_bytes, RTP_OVERHEAD);
+    }
+    let video = cfg.video.filter(|_| !sel.sending()).map(|v| {
         let (n, payload) =
             media::video_frame_plan(v.bitrate_bps, v.fps, v.packet_bytes, RTP_OVERHEAD);
         (OutStream::new(), n, payload)
@@ -119,6 +140,7 @@ async fn join(
         outbox: Vec::new(),
         leaving: false,
         left: false,
+        sel,
     };
     eng.drain_outputs();
     Ok((ws, eng))
@@ -158,21 +180,10 @@ async fn wait_for_key(eng: &mut Engine, ws: &mut Ws) -> Result<(), ClientError> 
 
 /// Announces this participant's tracks and subscriptions.
 async fn publish(eng: &mut Engine, ws: &mut Ws) -> Result<(), ClientError> {
-    let mut tracks = Vec::new();
-    if let Some(a) = &eng.audio {
-        tracks.push(Track {
-            id: "mic".into(),
-            kind: TrackKind::Audio,
-            ssrcs: vec![a.ssrc],
-        });
-    }
-    if let Some((v, _, _)) = &eng.video {
-        tracks.push(Track {
-            id: "cam".into(),
-            kind: TrackKind::Video,
-            ssrcs: vec![v.ssrc],
-        });
-    }
+    let cam = Some(eng.sel.own_ssrcs())
+        .filter(|s| !s.is_empty())
+        .or_else(|| eng.video.as_ref().map(|(v, _, _)| vec![v.ssrc]));
+    let tracks = eng.sel.tracks(eng.audio.as_ref().map(|a| a.ssrc), cam);
     eng.shared.lock().ssrcs = tracks.iter().flat_map(|t| t.ssrcs.clone()).collect();
     if !tracks.is_empty() {
         send_ws(ws, ClientMessage::Publish { tracks }).await?;
@@ -200,6 +211,9 @@ async fn publish(eng: &mut Engine, ws: &mut Ws) -> Result<(), ClientError> {
     if let Some(to) = eng.cfg.subscribe.clone() {
         send_ws(ws, ClientMessage::Subscribe { to: Some(to) }).await?;
     }
+    if let Some(m) = eng.sel.receive_message() {
+        send_ws(ws, m).await?;
+    }
     eng.flush(ws).await
 }
 
@@ -224,7 +238,13 @@ async fn event_loop(
         Duration::from_secs_f64(1.0 / f64::from(eng.cfg.video.map_or(30, |v| v.fps.max(1))));
     let mut video_tick = tokio::time::interval(frame);
     let mut consent_tick = tokio::time::interval(eng.cfg.consent_interval);
-    for t in [&mut audio_tick, &mut video_tick, &mut consent_tick] {
+    let mut sel_tick = tokio::time::interval(Duration::from_millis(100));
+    for t in [
+        &mut audio_tick,
+        &mut video_tick,
+        &mut consent_tick,
+        &mut sel_tick,
+    ] {
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     }
     consent_tick.reset();
@@ -254,7 +274,8 @@ async fn event_loop(
                 }
             }
             _ = audio_tick.tick(), if eng.audio.is_some() && sending => eng.send_audio(sock).await,
-            _ = video_tick.tick(), if eng.video.is_some() && sending => eng.send_video(sock).await,
+            _ = video_tick.tick(), if (eng.video.is_some() || eng.sel.sending()) && sending => eng.send_video(sock).await,
+            _ = sel_tick.tick(), if sending => eng.selective_tick(sock).await,
             _ = consent_tick.tick(), if sending => eng.refresh_consent(sock).await,
             _ = tokio::time::sleep_until(deadline) => eng.session.handle_timeout(eng.now()),
             cmd = cmds.recv() => match cmd {

@@ -15,6 +15,7 @@ use super::keylog::KeyLog;
 use super::media::StreamStats;
 use super::participant::ClientError;
 use super::participant::{ParticipantConfig, Phase, Shared};
+use super::selective::Selective;
 use super::signalling::{Ws, parse_id, send_ws};
 use blindfold_e2ee::{E2eeSession, EpochId, Input, Output, ParticipantId, SendState};
 use blindfold_signal::proto::{self, ClientMessage, ServerMessage, Track, WelcomeOut};
@@ -66,6 +67,8 @@ pub(crate) struct Engine {
     pub leaving: bool,
     /// The service confirmed the leave.
     pub left: bool,
+    /// Selective forwarding: simulcast, levels, decodability, key frame requests.
+    pub sel: Selective,
 }
 
 impl Engine {
@@ -104,6 +107,7 @@ impl Engine {
                 member,
                 key_package,
             } => {
+                self.sel.on_tracks(&member.participant, &member.tracks);
                 for t in &member.tracks {
                     self.own_tracks(&member.participant, t);
                 }
@@ -119,6 +123,7 @@ impl Engine {
                 }
             }
             ServerMessage::MemberLeft { participant } => {
+                self.sel.on_left(&participant);
                 if let Ok(id) = parse_id(&participant) {
                     self.ssrc_owner.retain(|_, owner| *owner != id);
                     self.session.handle_input(Input::MemberLeft(id), now);
@@ -128,6 +133,7 @@ impl Engine {
                 participant,
                 tracks,
             } => {
+                self.sel.on_tracks(&participant, &tracks);
                 if let Ok(id) = parse_id(&participant) {
                     self.ssrc_owner.retain(|_, owner| *owner != id);
                 }
@@ -167,6 +173,9 @@ impl Engine {
             }
             ServerMessage::Error { code, message } => {
                 tracing::warn!(?code, %message, "signalling refused a request");
+            }
+            ServerMessage::Speakers { dominant, recent } => {
+                self.sel.on_speakers(dominant, recent);
             }
             ServerMessage::Joined { .. }
             | ServerMessage::Challenge { .. }
@@ -245,6 +254,7 @@ impl Engine {
                 .iter()
                 .map(|a| a.ssrc)
                 .chain(self.video.iter().map(|v| v.0.ssrc))
+                .chain(self.sel.own_ssrcs())
                 .collect();
             for ssrc in own {
                 if let Some(line) = self.session.keylog_line(ssrc) {
@@ -275,5 +285,6 @@ impl Engine {
         // Stop publishing at once; the leave completes on `left`.
         self.audio = None;
         self.video = None;
+        self.sel.stop_sending();
     }
 }

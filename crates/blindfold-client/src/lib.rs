@@ -25,9 +25,12 @@ pub mod identity;
 pub mod keylog;
 pub mod media;
 pub mod participant;
+pub mod selective;
 mod signalling;
+pub mod simulcast;
 mod stun_agent;
 mod traffic;
+pub mod video_rx;
 
 use std::fmt;
 use std::io::Read as _;
@@ -36,8 +39,10 @@ use std::time::Duration;
 
 pub use identity::Identity;
 pub use participant::{
-    Captured, ClientError, Participant, ParticipantConfig, Phase, ProbeReport, Stats, VideoConfig,
+    Captured, ClientError, MediaFormat, Participant, ParticipantConfig, Phase, ProbeReport, Stats,
+    VideoConfig,
 };
+pub use selective::{SelectiveConfig, SelectiveStats, VideoStart};
 
 /// Command-line arguments of `blindfold client`.
 #[derive(clap::Args, Clone)]
@@ -82,6 +87,11 @@ pub struct ClientArgs {
     #[arg(long)]
     pub video: bool,
 
+    /// End-to-end media format: `srtp` (native-only calls) or `sframe` (the format of
+    /// calls browsers are in; every member of a call must use the same).
+    #[arg(long, value_enum, default_value = "srtp")]
+    pub media: MediaFormat,
+
     /// Video bitrate in bit/s.
     #[arg(long, default_value_t = 1_500_000)]
     pub video_bitrate: u32,
@@ -99,6 +109,31 @@ pub struct ClientArgs {
     /// 0600; a symlink or a file others can read is refused.
     #[arg(long)]
     pub key_log: Option<PathBuf>,
+
+    /// Publish video as three simulcast layers with frame marking (with --video).
+    #[arg(long)]
+    pub simulcast: bool,
+
+    /// Receive video from at most N recent speakers (plus --pin).
+    #[arg(long)]
+    pub last_n: Option<u32>,
+
+    /// Receive audio from at most K speakers.
+    #[arg(long)]
+    pub top_k_audio: Option<u32>,
+
+    /// A participant id (hex) whose video to always receive; repeatable.
+    #[arg(long = "pin")]
+    pub pins: Vec<String>,
+
+    /// The highest simulcast layer to ask for (0 = lowest).
+    #[arg(long)]
+    pub layer: Option<u8>,
+
+    /// Choose the layer from this download budget for all video, in bit/s (the
+    /// participant measures what it receives against it).
+    #[arg(long)]
+    pub downlink_bps: Option<u64>,
 }
 
 impl fmt::Debug for ClientArgs {
@@ -159,6 +194,16 @@ pub fn run_cli(args: ClientArgs) -> anyhow::Result<()> {
     });
     cfg.schedule.epoch_interval_ms = args.epoch_interval.max(1) * 1000;
     cfg.key_log = args.key_log.clone();
+    cfg.media = args.media;
+    cfg.selective = SelectiveConfig {
+        simulcast: args.simulcast,
+        last_n: args.last_n,
+        top_k_audio: args.top_k_audio,
+        pins: args.pins.clone(),
+        layer: args.layer,
+        downlink_bps: args.downlink_bps,
+        layers: None,
+    };
     let p = Participant::spawn(cfg)?;
     p.wait_ready(Duration::from_secs(20))
         .context("joining the call")?;

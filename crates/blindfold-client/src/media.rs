@@ -16,7 +16,7 @@ const PAYLOAD_TAG: usize = 6;
 
 /// The payload octet at `i` of packet `seq` on `ssrc`: cheap, and different for every
 /// stream and packet, so a mis-keyed or mis-routed decryption cannot pass the check.
-fn pattern(ssrc: u32, seq: u16, i: usize) -> u8 {
+pub(crate) fn pattern(ssrc: u32, seq: u16, i: usize) -> u8 {
     let x = (i as u32)
         .wrapping_mul(0x9E37_79B1)
         .wrapping_add(ssrc.rotate_left(7))

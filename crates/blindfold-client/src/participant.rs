@@ -10,6 +10,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -17,8 +18,22 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::identity::Identity;
+use super::selective::{SelectiveConfig, SelectiveStats, VideoStart};
+use super::video_rx::VideoStats;
 use blindfold_e2ee::{CallSecret, ConferenceId, ParticipantId, ScheduleConfig, SendState};
 use blindfold_signal::proto::{ErrorCode, TrackRef};
+
+/// How media is end-to-end encrypted on the wire (one format per call: see the README's
+/// "How a call chooses its media format").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum MediaFormat {
+    /// SRTP with keys from the group (native-only calls).
+    #[default]
+    Srtp,
+    /// Plain RTP whose payload is an SFrame frame under the group's keys: what browsers
+    /// send and decrypt, so the format of calls browsers are in.
+    Sframe,
+}
 
 /// Synthetic video: bitrate, packet size on the wire, frames per second.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +87,10 @@ pub struct ParticipantConfig {
     /// timers) so a probe shows what a leaver that kept its keys can open. An honest
     /// participant (the default) erases its group and keys when it leaves.
     pub keep_keys_after_leave: bool,
+    /// The call's media format.
+    pub media: MediaFormat,
+    /// Selective forwarding: simulcast, last-N, pins, layer choice.
+    pub selective: SelectiveConfig,
 }
 
 impl fmt::Debug for ParticipantConfig {
@@ -85,6 +104,7 @@ impl fmt::Debug for ParticipantConfig {
             .field("schedule", &self.schedule)
             .field("key_log", &self.key_log)
             .field("keep_keys_after_leave", &self.keep_keys_after_leave)
+            .field("selective", &self.selective)
             .finish_non_exhaustive()
     }
 }
@@ -106,6 +126,8 @@ impl ParticipantConfig {
             bind: None,
             join_timeout: Duration::from_secs(15),
             keep_keys_after_leave: false,
+            media: MediaFormat::Srtp,
+            selective: SelectiveConfig::default(),
         }
     }
 }
@@ -210,6 +232,12 @@ pub struct Stats {
     pub welcomes_refused: u64,
     /// Commits refused because they admit an unproven member.
     pub commits_refused: u64,
+    /// Selective forwarding: decodability, freezes, key frame requests.
+    #[serde(default)]
+    pub selective: SelectiveStats,
+    /// Octets of the RTP datagrams received while in the call (the download).
+    #[serde(default)]
+    pub received_bytes: u64,
 }
 
 /// A recorded ciphertext datagram.
@@ -256,11 +284,20 @@ pub(crate) struct SharedState {
     /// (SSRC, sequence, arrival) of RTP received after the leave completed.
     pub after_leave: Vec<(u32, u16, Instant)>,
     pub ssrcs: Vec<u32>,
+    /// Video starts and speaker events, for the demo's checks.
+    pub starts: Vec<VideoStart>,
+    pub speakers: Vec<(Instant, String)>,
+    pub per_publisher: Vec<(String, VideoStats)>,
+    /// Per sender: packets decrypted outside simulcast video (its audio when its video is
+    /// simulcast).
+    pub audio_from: HashMap<ParticipantId, u64>,
 }
 
 pub(crate) struct Shared {
     state: Mutex<SharedState>,
     pub changed: Condvar,
+    /// Whether the synthetic talker talks (the audio level it sends).
+    pub talking: Arc<AtomicBool>,
 }
 
 impl Shared {
@@ -322,6 +359,7 @@ impl Participant {
                 ..SharedState::default()
             }),
             changed: Condvar::new(),
+            talking: Arc::new(AtomicBool::new(false)),
         });
         let (tx, rx) = mpsc::unbounded_channel();
         let sh = shared.clone();
@@ -351,6 +389,26 @@ impl Participant {
     /// This participant's ephemeral id.
     pub fn id(&self) -> ParticipantId {
         self.id
+    }
+
+    /// Starts or stops talking: the audio level its packets carry.
+    pub fn set_talking(&self, talking: bool) {
+        self.shared.talking.store(talking, Ordering::Relaxed);
+    }
+
+    /// When each video started at this receiver (first decodable frame after none).
+    pub fn video_starts(&self) -> Vec<VideoStart> {
+        self.shared.lock().starts.clone()
+    }
+
+    /// The speaker events this participant received, with when.
+    pub fn speaker_events(&self) -> Vec<(Instant, String)> {
+        self.shared.lock().speakers.clone()
+    }
+
+    /// Per publisher (hex id), this receiver's video counters.
+    pub fn video_stats(&self) -> Vec<(String, VideoStats)> {
+        self.shared.lock().per_publisher.clone()
     }
 
     /// The call's ephemeral conference id.
@@ -453,6 +511,20 @@ impl Participant {
             .rev()
             .find(|(_, s)| *s == seq)
             .map(|(t, _)| *t)
+    }
+
+    /// How many packets this participant sent on its stream `ssrc` at or after `since`.
+    pub fn sent_since(&self, ssrc: u32, since: Instant) -> usize {
+        let st = self.shared.lock();
+        st.sent_log
+            .get(&ssrc)
+            .map_or(0, |log| log.iter().filter(|(t, _)| *t >= since).count())
+    }
+
+    /// Per sender, the packets this receiver decrypted outside simulcast video (in a
+    /// simulcast call: the sender's audio).
+    pub fn audio_from(&self) -> HashMap<ParticipantId, u64> {
+        self.shared.lock().audio_from.clone()
     }
 
     /// (SSRC, sequence, arrival) of every RTP datagram that arrived after the leave.

@@ -1,6 +1,6 @@
 //! Media on the UDP socket: STUN latch and consent, the synthetic senders, and the
 //! verification of every received packet; plus the probe of what this participant's keys
-//! can open.
+//! can open, and selective forwarding's feedback (key frame requests in and out).
 //!
 //! Owns: what goes out and comes in on the forwarder's socket. Must not touch: signalling,
 //! the group (it only protects and unprotects through the session).
@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 
 use super::engine::Engine;
-use super::media::{self, AUDIO_PT, RTP_HEADER, StreamStats, VIDEO_PT};
-use super::participant::{Captured, ClientError, ProbeReport};
+use super::media::{self, RTP_HEADER, StreamStats, VIDEO_PT};
+use super::participant::{Captured, ClientError, MediaFormat, ProbeReport};
 use blindfold_e2ee::{
     E2eeError, EpochId, ParticipantId, RTP_OVERHEAD, SrtpError, SrtpKeys, read_mki,
 };
@@ -75,7 +75,24 @@ impl Engine {
         ssrc: u32,
         seq: u16,
     ) -> Option<Vec<u8>> {
-        match self.session.protect_rtp_vec(&mut pkt) {
+        let protected = match self.cfg.media {
+            MediaFormat::Srtp => self.session.protect_rtp_vec(&mut pkt),
+            // The payload (one synthetic frame per packet) becomes an SFrame frame; the
+            // RTP header stays as the forwarder reads it.
+            // Header extensions (audio level, frame marking) stay before the frame, in the
+            // clear, where the forwarder reads them.
+            MediaFormat::Sframe => {
+                let header =
+                    blindfold_e2ee::srtp::parse_rtp_header(&pkt).map_or(RTP_HEADER, |h| h.len);
+                self.session
+                    .protect_frame(&pkt[header..], false)
+                    .map(|sealed| {
+                        pkt.truncate(header);
+                        pkt.extend_from_slice(&sealed);
+                    })
+            }
+        };
+        match protected {
             Ok(()) => {
                 let mut st = self.shared.lock();
                 st.stats.sent += 1;
@@ -104,7 +121,7 @@ impl Engine {
     pub(crate) async fn send_audio(&mut self, sock: &UdpSocket) {
         let Some(a) = &mut self.audio else { return };
         let (ssrc, seq) = (a.ssrc, a.seq);
-        let pkt = media::build_rtp(ssrc, seq, a.timestamp, AUDIO_PT, false, 100, RTP_OVERHEAD);
+        let pkt = self.sel.audio_packet(ssrc, seq, a.timestamp, RTP_OVERHEAD);
         a.seq = a.seq.wrapping_add(1);
         a.timestamp = a.timestamp.wrapping_add(960);
         if let Some(p) = self.protect_and_log(pkt, ssrc, seq) {
@@ -113,6 +130,11 @@ impl Engine {
     }
 
     pub(crate) async fn send_video(&mut self, sock: &UdpSocket) {
+        for (ssrc, seq, pkt) in self.sel.video_packets(RTP_OVERHEAD) {
+            if let Some(p) = self.protect_and_log(pkt, ssrc, seq) {
+                let _ = sock.send_to(&p, self.forwarder).await;
+            }
+        }
         let Some((v, n, payload)) = &mut self.video else {
             return;
         };
@@ -161,10 +183,13 @@ impl Engine {
             return;
         }
         // RFC 5761: payload types 192-223 in the second octet are RTCP.
-        if !(128..=191).contains(&first)
-            || data.len() < RTP_HEADER
-            || (192..=223).contains(&data[1])
-        {
+        if (128..=191).contains(&first) && data.len() >= 8 && (192..=223).contains(&data[1]) {
+            if !self.leaving {
+                self.on_rtcp(data, now);
+            }
+            return;
+        }
+        if !(128..=191).contains(&first) || data.len() < RTP_HEADER {
             self.shared.lock().stats.ignored += 1;
             return;
         }
@@ -183,6 +208,7 @@ impl Engine {
         {
             let mut st = self.shared.lock();
             st.stats.received += 1;
+            st.stats.received_bytes += data.len() as u64;
             if self.cfg.record > 0 {
                 if st.capture.len() >= self.cfg.record {
                     st.capture.pop_front();
@@ -193,24 +219,40 @@ impl Engine {
                 });
             }
         }
+        if self.cfg.media == MediaFormat::Sframe {
+            self.on_sframe_packet(data, ssrc, seq, now);
+            return;
+        }
         let epoch = read_mki(data).ok();
         let Some(sender) = self.ssrc_owner.get(&ssrc).copied() else {
             tracing::debug!("packet from an unmapped SSRC");
+            self.sel.on_unmapped(ssrc, seq);
             self.shared.lock().stats.unknown_sender += 1;
             return;
         };
+        let wire_len = data.len();
+        let video = self.sel.is_video(ssrc);
         let result = self.session.unprotect_rtp(&sender, data, now);
+        let failed = result.is_err();
         let mut st = self.shared.lock();
         match result {
             Ok(len) => {
-                let ok = blindfold_e2ee::srtp::parse_rtp_header(&data[..len])
-                    .is_ok_and(|h| media::check_payload(ssrc, seq, &data[h.len..len]));
+                let ok = blindfold_e2ee::srtp::parse_rtp_header(&data[..len]).is_ok_and(|h| {
+                    if video {
+                        self.sel.on_video(ssrc, seq, &data[h.len..len], wire_len)
+                    } else {
+                        media::check_payload(ssrc, seq, &data[h.len..len])
+                    }
+                });
                 if !ok {
                     st.stats.content_errors += 1;
                     st.stats.failed += 1;
                     return;
                 }
                 st.stats.decrypted += 1;
+                if !video {
+                    *st.audio_from.entry(sender).or_default() += 1;
+                }
                 let s = self.streams.entry(ssrc).or_default();
                 s.on_packet(seq, now);
                 st.stats.max_gap_ms = st.stats.max_gap_ms.max(s.max_gap_ms);
@@ -234,6 +276,88 @@ impl Engine {
             Err(E2eeError::UnknownParticipant(_)) => st.stats.unknown_sender += 1,
             Err(e) => {
                 tracing::debug!(error = %e, "a received packet failed");
+                st.stats.failed += 1;
+            }
+        }
+        if failed && video {
+            // Its frame is lost to this receiver, not withheld by the forwarder.
+            drop(st);
+            self.sel.on_video_unreadable(ssrc, seq);
+        }
+    }
+
+    /// Receiver feedback from the forwarder (SRTCP, E=0): a key frame request for one of
+    /// our simulcast layers.
+    fn on_rtcp(&mut self, data: &mut [u8], now: u64) {
+        let sender = u32::from_be_bytes([data[4], data[5], data[6], data[7]]);
+        let Some(from) = self.ssrc_owner.get(&sender).copied() else {
+            self.shared.lock().stats.ignored += 1;
+            return;
+        };
+        match self.session.unprotect_rtcp(&from, data, now) {
+            Ok(opened) => self.sel.on_rtcp(&data[..opened.len]),
+            Err(_) => self.shared.lock().stats.ignored += 1,
+        }
+    }
+
+    /// Selective forwarding's periodic work: key frame requests (PLI, as SRTCP with E=0
+    /// from our audio SSRC) for videos that should be coming and are not, a layer change
+    /// to tell signalling about, and the counters for the handle.
+    pub(crate) async fn selective_tick(&mut self, sock: &UdpSocket) {
+        let plis = self.sel.tick();
+        if let Some(me) = self.audio.as_ref().map(|a| a.ssrc) {
+            for media_ssrc in plis {
+                let mut pli = vec![0x81, 206, 0, 2];
+                pli.extend_from_slice(&me.to_be_bytes());
+                pli.extend_from_slice(&media_ssrc.to_be_bytes());
+                if self.session.protect_rtcp_vec(&mut pli).is_ok() {
+                    let _ = sock.send_to(&pli, self.forwarder).await;
+                }
+            }
+        }
+        if let Some(m) = self.sel.take_layer_change() {
+            self.outbox.push(m);
+        }
+        let (starts, speakers) = self.sel.drain_logs();
+        let mut st = self.shared.lock();
+        st.stats.selective = self.sel.stats();
+        st.starts.extend(starts);
+        st.speakers.extend(speakers);
+        st.per_publisher = self.sel.per_publisher();
+    }
+
+    /// An RTP packet whose payload is an SFrame frame: the KID names epoch and sender
+    /// leaf, so no SSRC mapping is needed to find the key.
+    fn on_sframe_packet(&mut self, data: &[u8], ssrc: u32, seq: u16, now: u64) {
+        let Ok(h) = blindfold_e2ee::srtp::parse_rtp_header(data) else {
+            self.shared.lock().stats.failed += 1;
+            return;
+        };
+        let result = self.session.open_frame(&data[h.len..], false, now);
+        let mut st = self.shared.lock();
+        match result {
+            Ok((_leaf, plain)) => {
+                if !media::check_payload(ssrc, seq, &plain) {
+                    st.stats.content_errors += 1;
+                    st.stats.failed += 1;
+                    return;
+                }
+                st.stats.decrypted += 1;
+                let s = self.streams.entry(ssrc).or_default();
+                s.on_packet(seq, now);
+                st.stats.max_gap_ms = st.stats.max_gap_ms.max(s.max_gap_ms);
+                st.stats.lost = self.streams.values().map(StreamStats::lost).sum();
+                st.stats.reordered = self.streams.values().map(|s| s.reordered).sum();
+                if let Some((e, _)) = blindfold_e2ee::frame_kid(&data[h.len..])
+                    .and_then(blindfold_e2ee::split_sframe_kid)
+                {
+                    self.epochs.insert(e.as_u32());
+                    st.stats.epochs_seen = self.epochs.len();
+                }
+            }
+            Err(E2eeError::Srtp(SrtpError::UnknownEpoch(_))) => st.stats.no_key += 1,
+            Err(e) => {
+                tracing::debug!(error = %e, "a received frame failed");
                 st.stats.failed += 1;
             }
         }

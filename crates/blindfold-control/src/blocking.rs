@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use crate::client::{self, ControlError};
 use crate::wire::{
-    ConferenceList, ConferenceState, Created, EndpointCreated, SubscriptionJson, TrackJson,
+    ConferenceList, ConferenceSettings, ConferenceState, Created, EndpointCreated, ReceiveJson,
+    SubscriptionJson, TrackJson,
 };
 
 /// A blocking client of one forwarder's control API.
@@ -107,6 +108,36 @@ impl Client {
     ) -> Result<(), ControlError> {
         self.rt
             .block_on(self.inner.set_subscriptions(conf, ep, subscriptions))
+    }
+
+    /// See [`client::Client::create_conference_with`].
+    pub fn create_conference_with(
+        &self,
+        id: Option<&str>,
+        settings: ConferenceSettings,
+    ) -> Result<Created, ControlError> {
+        self.rt
+            .block_on(self.inner.create_conference_with(id, settings))
+    }
+
+    /// See [`client::Client::set_conference_settings`].
+    pub fn set_conference_settings(
+        &self,
+        conf: &str,
+        settings: ConferenceSettings,
+    ) -> Result<(), ControlError> {
+        self.rt
+            .block_on(self.inner.set_conference_settings(conf, settings))
+    }
+
+    /// See [`client::Client::set_receive`].
+    pub fn set_receive(
+        &self,
+        conf: &str,
+        ep: &str,
+        receive: ReceiveJson,
+    ) -> Result<(), ControlError> {
+        self.rt.block_on(self.inner.set_receive(conf, ep, receive))
     }
 
     /// See [`client::Client::openapi`].

@@ -16,8 +16,9 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{ErrorBody, ErrorCode};
 use crate::wire::{
-    AddressBody, ConferenceList, ConferenceState, CreateConference, CreateEndpoint, Created,
-    EndpointCreated, SubscriptionJson, SubscriptionsBody, TrackJson, TracksBody,
+    AddressBody, ConferenceList, ConferenceSettings, ConferenceState, CreateConference,
+    CreateEndpoint, Created, EndpointCreated, ReceiveJson, SpeakerEvent, SubscriptionJson,
+    SubscriptionsBody, TrackJson, TracksBody,
 };
 
 /// Default whole-request timeout.
@@ -119,10 +120,19 @@ impl ControlError {
     }
 }
 
+/// Longest silence on the event stream before it counts as broken: the server sends a
+/// keep-alive comment every 15 s.
+pub const EVENTS_IDLE: Duration = Duration::from_secs(45);
+/// Largest event the stream reader buffers.
+const MAX_EVENT: usize = 1 << 20;
+
 /// A client of one forwarder's control API.
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
+    /// For the event stream, which lives as long as the caller listens: no whole-request
+    /// timeout (the stream has its own idle bound, [`EVENTS_IDLE`]).
+    stream: reqwest::Client,
     base: String,
     token: Option<String>,
 }
@@ -156,8 +166,14 @@ impl Client {
             .pool_idle_timeout(POOL_IDLE)
             .build()
             .map_err(ControlError::Transport)?;
+        let stream = reqwest::Client::builder()
+            .connect_timeout(timeout.min(Duration::from_secs(3)))
+            .no_proxy()
+            .build()
+            .map_err(ControlError::Transport)?;
         Ok(Self {
             http,
+            stream,
             base: base.trim_end_matches('/').to_string(),
             token: token.map(str::to_string),
         })
@@ -180,9 +196,82 @@ impl Client {
         }
         let body = CreateConference {
             id: id.map(str::to_string),
+            settings: None,
         };
         self.json(Method::POST, "/v1/conferences", Some(&body))
             .await
+    }
+
+    /// `POST /v1/conferences` with settings from the start.
+    pub async fn create_conference_with(
+        &self,
+        id: Option<&str>,
+        settings: ConferenceSettings,
+    ) -> Result<Created, ControlError> {
+        if let Some(id) = id {
+            check(id, "conference")?;
+        }
+        let body = CreateConference {
+            id: id.map(str::to_string),
+            settings: Some(settings),
+        };
+        self.json(Method::POST, "/v1/conferences", Some(&body))
+            .await
+    }
+
+    /// `PUT /v1/conferences/{conf}/settings`.
+    pub async fn set_conference_settings(
+        &self,
+        conf: &str,
+        settings: ConferenceSettings,
+    ) -> Result<(), ControlError> {
+        check(conf, "conference")?;
+        let path = format!("/v1/conferences/{conf}/settings");
+        self.send(Method::PUT, &path, Some(&settings))
+            .await
+            .map(drop)
+    }
+
+    /// `PUT .../receive`: what the endpoint asks the forwarder to choose for it.
+    pub async fn set_receive(
+        &self,
+        conf: &str,
+        ep: &str,
+        receive: ReceiveJson,
+    ) -> Result<(), ControlError> {
+        let path = endpoint_path(conf, ep, "/receive")?;
+        self.send(Method::PUT, &path, Some(&receive))
+            .await
+            .map(drop)
+    }
+
+    /// `GET /v1/events`: the speaker events of every conference, current state first.
+    pub async fn events(&self) -> Result<Events, ControlError> {
+        let mut req = self
+            .stream
+            .get(format!("{}/v1/events", self.base))
+            .header("accept", "text/event-stream");
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.map_err(ControlError::Transport)?;
+        if !resp.status().is_success() {
+            let status = resp.status().as_u16();
+            let bytes = resp.bytes().await.unwrap_or_default();
+            let (code, message) = match serde_json::from_slice::<ErrorBody>(&bytes) {
+                Ok(b) => (ErrorCode::parse(&b.error.code), b.error.message),
+                Err(_) => (None, String::from_utf8_lossy(&bytes).into_owned()),
+            };
+            return Err(ControlError::from_refusal(Refusal {
+                status,
+                code,
+                message,
+            }));
+        }
+        Ok(Events {
+            resp,
+            buf: Vec::new(),
+        })
     }
 
     /// `GET /v1/conferences/{conf}`.
@@ -337,6 +426,64 @@ impl Client {
     }
 }
 
+/// The forwarder's event stream (`GET /v1/events`, Server-Sent Events).
+#[derive(Debug)]
+pub struct Events {
+    resp: reqwest::Response,
+    buf: Vec<u8>,
+}
+
+impl Events {
+    /// The next speaker event. `Ok(None)`: the forwarder closed the stream. An error when
+    /// the connection broke or stayed silent (not even a keep-alive) for [`EVENTS_IDLE`].
+    pub async fn next(&mut self) -> Result<Option<SpeakerEvent>, ControlError> {
+        loop {
+            if let Some(ev) = take_event(&mut self.buf)? {
+                return Ok(Some(ev));
+            }
+            let chunk = tokio::time::timeout(EVENTS_IDLE, self.resp.chunk())
+                .await
+                .map_err(|_| ControlError::Unexpected("the event stream went silent".into()))?
+                .map_err(ControlError::Transport)?;
+            let Some(chunk) = chunk else {
+                return Ok(None);
+            };
+            if self.buf.len() + chunk.len() > MAX_EVENT {
+                return Err(ControlError::Unexpected("event larger than 1 MiB".into()));
+            }
+            self.buf.extend_from_slice(&chunk);
+        }
+    }
+}
+
+/// Takes the first complete speaker event out of `buf` (SSE framing: lines, events ended
+/// by a blank line, `:` comments, `event:` and `data:` fields), skipping other events.
+fn take_event(buf: &mut Vec<u8>) -> Result<Option<SpeakerEvent>, ControlError> {
+    loop {
+        let text = String::from_utf8_lossy(buf);
+        let Some(end) = text.find("\n\n") else {
+            return Ok(None);
+        };
+        let block = text[..end].to_string();
+        drop(text);
+        buf.drain(..end + 2);
+        let mut name = "message";
+        let mut data = String::new();
+        for line in block.lines() {
+            if let Some(v) = line.strip_prefix("event:") {
+                name = v.trim();
+            } else if let Some(v) = line.strip_prefix("data:") {
+                data.push_str(v.strip_prefix(' ').unwrap_or(v));
+            }
+        }
+        if name == "speaker" && !data.is_empty() {
+            return serde_json::from_str(&data)
+                .map(Some)
+                .map_err(|e| ControlError::Unexpected(e.to_string()));
+        }
+    }
+}
+
 fn check(id: &str, what: &'static str) -> Result<(), ControlError> {
     if crate::valid_id(id) {
         Ok(())
@@ -397,6 +544,18 @@ mod tests {
             refusal(422, Some(C::InvalidValue)),
             ControlError::Refused(_)
         ));
+    }
+
+    #[test]
+    fn server_sent_events_are_framed_by_blank_lines() {
+        let mut buf = b": keep-alive\n\nevent: speaker\ndata: {\"conference\":\"c\",\"dominant\":\"a\",\"recent\":[\"a\",\"b\"]}\n\nevent: spea".to_vec();
+        let ev = take_event(&mut buf).unwrap().unwrap();
+        assert_eq!(ev.dominant, "a");
+        assert_eq!(ev.recent, ["a", "b"]);
+        assert_eq!(take_event(&mut buf).unwrap(), None, "incomplete");
+        assert_eq!(buf, b"event: spea");
+        let mut bad = b"event: speaker\ndata: {nope}\n\n".to_vec();
+        assert!(take_event(&mut bad).is_err());
     }
 
     #[test]

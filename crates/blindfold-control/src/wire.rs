@@ -11,13 +11,60 @@ use std::net::{IpAddr, SocketAddr};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-/// `POST /v1/conferences` body: `{}` or `{"id": "..."}`.
+/// `POST /v1/conferences` body: `{}` or `{"id": "..."}`, optionally with its settings.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateConference {
     /// Caller-chosen id (1..=64 of `[A-Za-z0-9_-]`); random when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// Selective-forwarding settings from the start (e.g. speaker detection off before
+    /// any audio level is read); the defaults when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<ConferenceSettings>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// `PUT /v1/conferences/{conf}/settings` body, also part of a conference's state: what
+/// the forwarder chooses for the conference's receivers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConferenceSettings {
+    /// Read the audio level extension of audio tracks that declare it and identify the
+    /// dominant speaker (events at `GET /v1/events`, last-N by speaker, top-K audio).
+    /// Off: no audio level is read, no event is sent, top-K is ignored and last-N follows
+    /// the join order. Default on. The price of on: the forwarder learns who speaks when.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub speaker_detection: bool,
+    /// Default last-N: video from at most this many of the most recent speakers (plus
+    /// pins) for endpoints that set none. Absent: every video.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_n: Option<u32>,
+    /// Default top-K audio: audio from at most this many of the currently loudest
+    /// speakers for endpoints that set none. Absent: every audio.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_k_audio: Option<u32>,
+}
+
+impl Default for ConferenceSettings {
+    fn default() -> Self {
+        Self {
+            speaker_detection: true,
+            last_n: None,
+            top_k_audio: None,
+        }
+    }
 }
 
 /// A created conference.
@@ -113,6 +160,27 @@ pub enum TrackKind {
     Screen,
 }
 
+/// The RFC 8285 header extension ids a track's packets carry, chosen per call (1..=14
+/// fit the one-byte form, up to 255 the two-byte form; the forwarder reads both).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TrackExtensions {
+    /// RFC 6464 client-to-mixer audio level (audio tracks): feeds speaker detection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio_level: Option<u8>,
+    /// RFC 9626 video frame marking (video, screen): the track is forwarded selectively
+    /// (last-N, layers, pause), each subscriber switching only at a key frame.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frame_marking: Option<u8>,
+}
+
+impl TrackExtensions {
+    /// Neither extension.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
 /// One published track.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -122,8 +190,14 @@ pub struct TrackJson {
     /// What it carries.
     pub kind: TrackKind,
     /// Its SSRCs (simulcast layers, RTX); none may belong to another endpoint of the
-    /// conference.
+    /// conference. With `simulcast`, one per layer, lowest quality first (at most 4).
     pub ssrcs: Vec<u32>,
+    /// Header extension ids its packets carry; absent: none is read.
+    #[serde(default, skip_serializing_if = "TrackExtensions::is_empty")]
+    pub extensions: TrackExtensions,
+    /// The SSRCs are simulcast layers: each subscriber gets one (needs `frame_marking`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub simulcast: bool,
 }
 
 impl TrackJson {
@@ -133,7 +207,22 @@ impl TrackJson {
             id: id.into(),
             kind,
             ssrcs: ssrcs.into(),
+            extensions: TrackExtensions::default(),
+            simulcast: false,
         }
+    }
+
+    /// With the audio level extension at `id`.
+    pub fn with_audio_level(mut self, id: u8) -> Self {
+        self.extensions.audio_level = Some(id);
+        self
+    }
+
+    /// With frame marking at `id`; `simulcast` when the SSRCs are layers.
+    pub fn with_frame_marking(mut self, id: u8, simulcast: bool) -> Self {
+        self.extensions.frame_marking = Some(id);
+        self.simulcast = simulcast;
+        self
     }
 }
 
@@ -153,6 +242,14 @@ pub struct SubscriptionJson {
     pub endpoint: String,
     /// Its track id (need not exist yet).
     pub track: String,
+    /// For a selectively forwarded track: the highest layer wanted (0 = lowest, up to
+    /// 3); the forwarder sends the highest layer at or below it that the publisher
+    /// sends, moving only at key frames. Absent: the track's highest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer: Option<u8>,
+    /// Subscribed, but nothing is sent (the "none" layer choice).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub paused: bool,
 }
 
 impl SubscriptionJson {
@@ -161,8 +258,59 @@ impl SubscriptionJson {
         Self {
             endpoint: endpoint.into(),
             track: track.into(),
+            layer: None,
+            paused: false,
         }
     }
+
+    /// At most layer `layer`.
+    pub fn with_layer(mut self, layer: Option<u8>) -> Self {
+        self.layer = layer;
+        self
+    }
+
+    /// Paused or not.
+    pub fn with_paused(mut self, paused: bool) -> Self {
+        self.paused = paused;
+        self
+    }
+}
+
+/// `PUT .../endpoints/{ep}/receive` body, also part of an endpoint's state: what the
+/// endpoint asks the forwarder to choose for it. Absent values take the conference's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiveJson {
+    /// Video from at most this many of the most recent speakers, plus `pins`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_n: Option<u32>,
+    /// Audio from at most this many of the currently loudest speakers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_k_audio: Option<u32>,
+    /// Endpoint ids whose video it always gets (need not exist yet).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pins: Vec<String>,
+}
+
+impl ReceiveJson {
+    /// Nothing asked for.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// One event of `GET /v1/events` (Server-Sent Events, `event: speaker`): a conference's
+/// dominant speaker changed. A new listener first gets the current state of every
+/// conference with detection on and a speaker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SpeakerEvent {
+    /// The conference id.
+    pub conference: String,
+    /// The endpoint id holding the floor.
+    pub dominant: String,
+    /// Every endpoint id by recency of holding the floor, most recent first; those that
+    /// never did follow in join order. Last-N takes the first N that publish video.
+    pub recent: Vec<String>,
 }
 
 /// `PUT .../subscriptions` body: the complete set of the endpoint's subscriptions.
@@ -182,6 +330,12 @@ pub struct SubscriptionState {
     pub track: String,
     /// Whether the publisher and track exist now, so media flows.
     pub active: bool,
+    /// The layer cap asked for, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer: Option<u8>,
+    /// Paused.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub paused: bool,
 }
 
 /// One endpoint of a conference. Addresses are never shown.
@@ -199,6 +353,9 @@ pub struct EndpointState {
     pub tracks: Vec<TrackJson>,
     /// Subscriptions.
     pub subscriptions: Vec<SubscriptionState>,
+    /// What it asked the forwarder to choose for it.
+    #[serde(default, skip_serializing_if = "ReceiveJson::is_empty")]
+    pub receive: ReceiveJson,
 }
 
 /// A conference with its endpoints.
@@ -208,6 +365,12 @@ pub struct ConferenceState {
     pub id: String,
     /// Its endpoints, sorted by id.
     pub endpoints: Vec<EndpointState>,
+    /// Its selective-forwarding settings.
+    #[serde(default)]
+    pub settings: ConferenceSettings,
+    /// The endpoint holding the floor, when detection is on and someone spoke.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dominant: Option<String>,
 }
 
 impl ConferenceState {
@@ -256,6 +419,13 @@ mod tests {
             r#"{"id":"a"}"#
         );
         assert_eq!(
+            s(&CreateConference {
+                id: Some("c".into()),
+                settings: None
+            }),
+            r#"{"id":"c"}"#
+        );
+        assert_eq!(
             s(&TracksBody {
                 tracks: vec![TrackJson::new("mic", TrackKind::Audio, [7])]
             }),
@@ -273,6 +443,36 @@ mod tests {
             )),
             r#"{"ip":"192.0.2.1","port":5000}"#
         );
+    }
+
+    #[test]
+    fn selective_fields_are_additive() {
+        // Without them, the JSON is what it was.
+        let t: TrackJson =
+            serde_json::from_str(r#"{"id":"cam","kind":"video","ssrcs":[1,2,3]}"#).unwrap();
+        assert_eq!(t, TrackJson::new("cam", TrackKind::Video, [1, 2, 3]));
+        let t = t.with_frame_marking(3, true);
+        assert_eq!(
+            s(&t),
+            r#"{"id":"cam","kind":"video","ssrcs":[1,2,3],"extensions":{"frame_marking":3},"simulcast":true}"#
+        );
+        assert_eq!(
+            s(&SubscriptionJson::new("a", "cam").with_layer(Some(1))),
+            r#"{"endpoint":"a","track":"cam","layer":1}"#
+        );
+        assert_eq!(s(&ConferenceSettings::default()), "{}");
+        let off: ConferenceSettings =
+            serde_json::from_str(r#"{"speaker_detection":false,"last_n":5}"#).unwrap();
+        assert!(!off.speaker_detection && off.last_n == Some(5));
+        assert!(
+            serde_json::from_str::<TrackJson>(
+                r#"{"id":"c","kind":"video","ssrcs":[1],"extensions":{"colour":1}}"#
+            )
+            .is_err()
+        );
+        // A state from a forwarder without these fields still parses.
+        let st: ConferenceState = serde_json::from_str(r#"{"id":"c","endpoints":[]}"#).unwrap();
+        assert!(st.settings.speaker_detection && st.dominant.is_none());
     }
 
     #[test]

@@ -47,6 +47,7 @@
 //!   the load tool) for raw SRTP with or without an MKI.
 //! - [`keylog_line`] formats `SRTP <ssrc> <epoch> <key> <salt>` for `--key-log`.
 
+pub mod frames;
 pub mod group;
 pub mod ids;
 pub mod schedule;
@@ -54,6 +55,10 @@ pub mod session;
 pub mod sim;
 pub mod srtp;
 
+pub use frames::{
+    FrameError, SFRAME_SUITE, SframeBaseKey, SframeSender, clear_prefix, frame_kid, sframe_kid,
+    sframe_open, sframe_open_with_meta, split_sframe_kid,
+};
 pub use group::{
     CIPHERSUITE, EpochChange, GroupError, MEDIA_EXPORTER_LABEL, MlsMember, Processed,
     verification_code,

@@ -42,6 +42,7 @@ use hkdf::Hkdf;
 use sha2::Sha256;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
+use super::frames::SframeBaseKey;
 use super::ids::ParticipantId;
 use super::srtp::{EpochId, MASTER_KEY_LEN, MASTER_SALT_LEN};
 
@@ -261,6 +262,14 @@ impl KeySchedule {
             .map(|secret| SenderMaster::derive(&secret, epoch, sender))
     }
 
+    /// SFrame base key of the sender at MLS leaf `leaf` under `epoch` (held, or derived
+    /// up to `max_forward_steps` ahead like [`KeySchedule::receive_master`]): the same
+    /// epoch secret and ratchet as SRTP, under SFrame's own label ([`crate::frames`]).
+    pub fn sframe_base_key(&self, epoch: EpochId, leaf: u32) -> Option<SframeBaseKey> {
+        self.secret_for(epoch)
+            .map(|secret| SframeBaseKey::derive(&secret.0, epoch, leaf))
+    }
+
     fn secret_for(&self, epoch: EpochId) -> Option<EpochSecret> {
         if let Some(entry) = self.epochs.get(&epoch) {
             return Some(entry.secret.clone());
@@ -440,6 +449,34 @@ mod tests {
         // Holding step 1 derives step 3 but never step 0.
         assert!(s.receive_master(&id(1), EpochId::new(7, 3)).is_some());
         assert!(s.receive_master(&id(1), EpochId::new(7, 0)).is_none());
+    }
+
+    #[test]
+    fn sframe_keys_follow_the_same_epochs_and_ratchet_as_srtp() {
+        use crate::frames::{SframeSender, sframe_kid, sframe_open};
+        let mut s = KeySchedule::new(ScheduleConfig::default());
+        s.install_generation(4, &[3; 32], 0, 0);
+        s.handle_timeout(30_000);
+        let now = EpochId::new(4, 1);
+        let base = s.sframe_base_key(now, 2).unwrap();
+        let kid = sframe_kid(now, 2).unwrap();
+        let frame = SframeSender::new(&base, kid)
+            .unwrap()
+            .protect(b"f")
+            .unwrap();
+        // A member that holds only step 0 derives step 1 forward and opens it.
+        let mut other = KeySchedule::new(ScheduleConfig::default());
+        other.install_generation(4, &[3; 32], 0, 0);
+        let theirs = other.sframe_base_key(now, 2).unwrap();
+        assert_eq!(sframe_open(&theirs, kid, &frame).unwrap(), b"f");
+        // After grace step 0 is gone, and nothing derives backwards to it.
+        s.handle_timeout(32_000);
+        assert!(s.sframe_base_key(EpochId::new(4, 0), 2).is_none());
+        // Another generation's secret (a different MLS epoch) does not open it.
+        let mut stranger = KeySchedule::new(ScheduleConfig::default());
+        stranger.install_generation(4, &[4; 32], 0, 0);
+        let wrong = stranger.sframe_base_key(now, 2).unwrap();
+        assert!(sframe_open(&wrong, kid, &frame).is_err());
     }
 
     #[test]

@@ -33,6 +33,10 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use thiserror::Error;
 
+use super::frames::{
+    FrameError, SframeSender, clear_prefix, frame_kid, sframe_kid, sframe_open_with_meta,
+    split_sframe_kid,
+};
 use super::group::{EpochChange, GroupError, MlsMember, Processed, verification_code};
 use super::ids::{CallSecret, ParticipantId};
 use super::schedule::{KeyEvent, KeySchedule, ScheduleConfig};
@@ -61,6 +65,8 @@ pub enum E2eeError {
     UnknownParticipant(ParticipantId),
     #[error(transparent)]
     Group(#[from] GroupError),
+    #[error(transparent)]
+    Frame(#[from] FrameError),
 }
 
 /// Why a member does not send.
@@ -168,6 +174,8 @@ pub struct E2eeSession {
     receivers: HashMap<ParticipantId, SrtpReceiver>,
     recv_keys: HashMap<(ParticipantId, EpochId), SrtpKeys>,
     roc_search: u32,
+    /// SFrame: this member's sender for the current (sending epoch, own leaf) KID.
+    frame_sender: Option<SframeSender>,
     outputs: VecDeque<Output>,
 }
 
@@ -198,6 +206,7 @@ impl E2eeSession {
             receivers: HashMap::new(),
             recv_keys: HashMap::new(),
             roc_search: DEFAULT_ROC_SEARCH,
+            frame_sender: None,
             outputs: VecDeque::new(),
         })
     }
@@ -350,6 +359,7 @@ impl E2eeSession {
         self.mls = None;
         self.keys.clear();
         self.send_keys = None;
+        self.frame_sender = None;
         self.recv_keys.clear();
         self.receivers.clear();
         self.rosters.clear();
@@ -638,6 +648,15 @@ impl E2eeSession {
             .retain(|(from, epoch), _| keys.holds(*epoch) && known.contains(from));
         self.receivers.retain(|from, _| known.contains(from));
         let epoch = keys.sending_epoch();
+        // The SFrame sender's key goes with its epoch (it is rebuilt on the next frame).
+        let frame_epoch = self
+            .frame_sender
+            .as_ref()
+            .and_then(|f| split_sframe_kid(f.kid()))
+            .map(|(e, _)| e);
+        if frame_epoch.is_some() && frame_epoch != epoch {
+            self.frame_sender = None;
+        }
         if self.send_keys.as_ref().and_then(SrtpKeys::mki) != epoch {
             self.send_keys = epoch.and_then(|e| {
                 keys.master_keys(&self.me, e)
@@ -690,6 +709,66 @@ impl E2eeSession {
         let result = self.protect_rtcp(packet, len);
         packet.truncate(*result.as_ref().unwrap_or(&len));
         result.map(|_| ())
+    }
+
+    /// SFrame (the format of calls browsers are in): encrypts one encoded frame under the
+    /// sending epoch as this member's MLS leaf. With `video`, VP8's payload header stays in
+    /// the clear, authenticated ([`crate::frames::clear_prefix`]). Refused exactly when
+    /// [`E2eeSession::protect_rtp`] is (joining, stalled, out).
+    pub fn protect_frame(&mut self, frame: &[u8], video: bool) -> Result<Vec<u8>, E2eeError> {
+        self.send_keys()?;
+        let epoch = self.keys.sending_epoch().ok_or(E2eeError::NoSendingKey)?;
+        let leaf = self
+            .mls
+            .as_ref()
+            .and_then(MlsMember::own_leaf)
+            .ok_or(E2eeError::NoSendingKey)?;
+        let kid = sframe_kid(epoch, leaf)?;
+        if self.frame_sender.as_ref().map(SframeSender::kid) != Some(kid) {
+            let base = self
+                .keys
+                .sframe_base_key(epoch, leaf)
+                .ok_or(E2eeError::NoSendingKey)?;
+            self.frame_sender = Some(SframeSender::new(&base, kid)?);
+        }
+        let sender = self.frame_sender.as_mut().ok_or(E2eeError::NoSendingKey)?;
+        let n = clear_prefix(video, frame);
+        let sealed = sender.protect_with_meta(&frame[n..], &frame[..n])?;
+        let mut out = Vec::with_capacity(n + sealed.len());
+        out.extend_from_slice(&frame[..n]);
+        out.extend_from_slice(&sealed);
+        Ok(out)
+    }
+
+    /// SFrame: verifies and decrypts a frame from another member; returns (the sender's
+    /// leaf, the encoded frame). The KID names the epoch and the sender's leaf; the key is
+    /// the held (or forward-ratcheted) epoch secret's, so a member removed by a Commit and
+    /// a member that joined later open nothing outside their epochs. A frame under a
+    /// later step that authenticates moves this member to it, as SRTP does.
+    pub fn open_frame(
+        &mut self,
+        frame: &[u8],
+        video: bool,
+        now_ms: u64,
+    ) -> Result<(u32, Vec<u8>), E2eeError> {
+        let n = clear_prefix(video, frame);
+        let (meta, sealed) = frame.split_at(n);
+        let kid = frame_kid(sealed).ok_or(FrameError::Malformed)?;
+        let (epoch, leaf) = split_sframe_kid(kid).ok_or(FrameError::Malformed)?;
+        if Some(leaf) == self.mls.as_ref().and_then(MlsMember::own_leaf) {
+            return Err(FrameError::WrongKey.into());
+        }
+        let base = self
+            .keys
+            .sframe_base_key(epoch, leaf)
+            .ok_or(SrtpError::UnknownEpoch(epoch))?;
+        let plain = sframe_open_with_meta(&base, kid, sealed, meta)?;
+        self.keys.observe(epoch, now_ms);
+        self.sync();
+        let mut out = Vec::with_capacity(frame.len());
+        out.extend_from_slice(meta);
+        out.extend_from_slice(&plain);
+        Ok((leaf, out))
     }
 
     /// Verifies and decrypts an SRTP packet from `from` filling `buf`; returns the RTP

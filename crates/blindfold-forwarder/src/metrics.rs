@@ -28,6 +28,9 @@ pub struct ShardMetrics {
     gro_buffers: AtomicU64,
     gso_sends: AtomicU64,
     gso_fallbacks: AtomicU64,
+    ext_missing: AtomicU64,
+    ext_malformed: AtomicU64,
+    layer_switches: AtomicU64,
     drops: [AtomicU64; DropReason::COUNT],
     /// Endpoints and latched addresses in this shard's table (gauges).
     endpoints: AtomicU64,
@@ -67,6 +70,9 @@ impl ShardMetrics {
         add(&self.gro_buffers, c.gro_buffers);
         add(&self.gso_sends, c.gso_sends);
         add(&self.gso_fallbacks, c.gso_fallbacks);
+        add(&self.ext_missing, c.ext_missing);
+        add(&self.ext_malformed, c.ext_malformed);
+        add(&self.layer_switches, c.layer_switches);
         for (a, v) in self.drops.iter().zip(c.drops.iter()) {
             add(a, *v);
         }
@@ -120,6 +126,9 @@ impl ShardMetrics {
                 gro_buffers: l(&self.gro_buffers),
                 gso_sends: l(&self.gso_sends),
                 gso_fallbacks: l(&self.gso_fallbacks),
+                ext_missing: l(&self.ext_missing),
+                ext_malformed: l(&self.ext_malformed),
+                layer_switches: l(&self.layer_switches),
                 drops,
             },
             endpoints: l(&self.endpoints),
@@ -144,7 +153,7 @@ pub fn render_prometheus(shards: &AllShards, extra: &str) -> String {
     let snaps: Vec<Snapshot> = shards.iter().map(|s| s.snapshot()).collect();
     let mut out = String::with_capacity(4096);
     type Getter = fn(&Snapshot) -> u64;
-    let counters: [(&str, &str, Getter); 11] = [
+    let counters: [(&str, &str, Getter); 14] = [
         ("blindfold_rx_packets_total", "Datagrams received.", |s| {
             s.counters.rx_packets
         }),
@@ -191,6 +200,21 @@ pub fn render_prometheus(shards: &AllShards, extra: &str) -> String {
             "blindfold_gso_fallbacks_total",
             "Segmented sends the kernel refused, sent again one datagram at a time.",
             |s| s.counters.gso_fallbacks,
+        ),
+        (
+            "blindfold_ext_missing_total",
+            "Packets of a track declared with a header extension that lacked it (forwarded).",
+            |s| s.counters.ext_missing,
+        ),
+        (
+            "blindfold_ext_malformed_total",
+            "Packets whose header extension did not fit its lengths (forwarded).",
+            |s| s.counters.ext_malformed,
+        ),
+        (
+            "blindfold_layer_switches_total",
+            "Subscribers moved onto a video layer at one of its key frames.",
+            |s| s.counters.layer_switches,
         ),
     ];
     for (name, help, get) in counters {

@@ -614,6 +614,12 @@ impl Shard {
     /// histogram costs more than forwarding a small batch. The poll timeout is the same
     /// period, so an idle shard still publishes.
     fn publish(&mut self, now: Instant) {
+        // Periodic router work first (audio activity reports for speaker detection, due
+        // every 100 ms), so its events leave with this wake's.
+        self.router.poll(now);
+        for ev in self.router.drain_events() {
+            let _ = self.events.send(ev);
+        }
         let m = &self.metrics[self.index];
         m.publish(&self.router.take_counters());
         if now.duration_since(self.last_publish) >= PUBLISH_EVERY {

@@ -120,6 +120,14 @@ pub struct LocalCounters {
     pub gso_sends: u64,
     /// Segmented sends the kernel refused, sent again one datagram at a time.
     pub gso_fallbacks: u64,
+    /// Packets of a track declared with a header extension (audio level, frame marking)
+    /// that did not carry it; forwarded all the same.
+    pub ext_missing: u64,
+    /// Packets whose extension block or element did not fit its lengths; forwarded all
+    /// the same.
+    pub ext_malformed: u64,
+    /// Subscribers moved onto a video layer at one of its key frames.
+    pub layer_switches: u64,
     /// Drops by reason.
     pub drops: [u64; DropReason::COUNT],
 }

@@ -13,6 +13,14 @@
 //! a subscription may name a publisher or a track that does not exist yet: it is kept,
 //! reported as `active: false`, and starts routing as soon as the track appears. This
 //! makes the order of the signalling service's calls irrelevant.
+//!
+//! Selective forwarding (last-N, pins, top-K audio, layers, pause) and the conference's
+//! dominant speaker are decided here too, in [`selection`]: they are part of what the
+//! routes say, and a decision is one more rebuild.
+
+mod selection;
+
+pub use selection::SpeakerEvent;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -21,6 +29,8 @@ use std::time::{Duration, Instant};
 
 use rand::RngExt as _;
 
+use crate::select::{MAX_LAYERS, Media};
+use crate::speaker::Detector;
 use crate::table::{
     ConfIdx, ConfRoutes, ConfRoutesBuilder, EpIdx, IceCreds, IngressLimits, Latch, Update,
 };
@@ -141,6 +151,18 @@ pub enum TrackKind {
     Screen,
 }
 
+/// The RFC 8285 header extension ids a track's packets carry, chosen per call by the
+/// participants and declared with the track (1..=14 fit the one-byte form, up to 255
+/// the two-byte form). Absent: the forwarder reads nothing of that kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TrackExt {
+    /// RFC 6464 audio level (audio tracks): feeds speaker detection.
+    pub audio_level: Option<u8>,
+    /// RFC 9626 frame marking (video and screen tracks): makes the track selectively
+    /// forwarded (last-N, layers, pause), switching only at key frames.
+    pub frame_marking: Option<u8>,
+}
+
 /// One published track: its id, kind and SSRCs (simulcast layers, RTX).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Track {
@@ -148,27 +170,107 @@ pub struct Track {
     pub id: String,
     /// What it carries.
     pub kind: TrackKind,
-    /// Its SSRCs, owned by the endpoint within the conference.
+    /// Its SSRCs, owned by the endpoint within the conference. With `simulcast`, one per
+    /// layer, lowest first.
     pub ssrcs: Vec<u32>,
+    /// Header extension ids.
+    pub ext: TrackExt,
+    /// The SSRCs are simulcast layers (needs frame marking): a subscriber gets one.
+    pub simulcast: bool,
 }
 
-/// One subscription: receive (endpoint, track).
-///
-/// Layer selection and pause are to be added here as optional fields (e.g.
-/// `layer: Option<u32>`, `paused: bool`); `Subscription::ssrcs` is the one place that
-/// then picks which of the track's SSRCs the subscriber is routed.
+impl Track {
+    /// A track without extensions or simulcast: forwarded as it comes.
+    pub fn new(id: impl Into<String>, kind: TrackKind, ssrcs: impl Into<Vec<u32>>) -> Self {
+        Self {
+            id: id.into(),
+            kind,
+            ssrcs: ssrcs.into(),
+            ext: TrackExt::default(),
+            simulcast: false,
+        }
+    }
+
+    /// Whether the forwarder chooses what of it each subscriber gets (frame-marked
+    /// video or screen).
+    pub fn selective(&self) -> bool {
+        self.kind != TrackKind::Audio && self.ext.frame_marking.is_some()
+    }
+
+    /// Its number of layers: one per SSRC with simulcast, else one.
+    pub fn layers(&self) -> u8 {
+        if self.simulcast {
+            self.ssrcs.len() as u8
+        } else {
+            1
+        }
+    }
+
+    /// The layer `ssrc` carries.
+    fn layer_of(&self, i: usize) -> u8 {
+        if self.simulcast { i as u8 } else { 0 }
+    }
+}
+
+/// One subscription: receive (endpoint, track), with a layer choice for a selectively
+/// forwarded track.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Subscription {
     /// Publisher endpoint id.
     pub endpoint: String,
     /// Track id of the publisher.
     pub track: String,
+    /// The highest layer wanted (0 = lowest); `None`: the track's highest. The forwarder
+    /// sends the highest layer at or below it that the publisher sends.
+    pub layer: Option<u8>,
+    /// Subscribed but nothing sent (a layer choice: "none").
+    pub paused: bool,
 }
 
 impl Subscription {
-    /// The SSRCs of `track` this subscription receives: all of them, for now.
-    fn ssrcs<'t>(&self, track: &'t Track) -> impl Iterator<Item = u32> + 't {
-        track.ssrcs.iter().copied()
+    /// Receive `track` of `endpoint`, best layer, not paused.
+    pub fn new(endpoint: impl Into<String>, track: impl Into<String>) -> Self {
+        Self {
+            endpoint: endpoint.into(),
+            track: track.into(),
+            layer: None,
+            paused: false,
+        }
+    }
+}
+
+/// What an endpoint asks the forwarder to choose for it. Absent values fall back to the
+/// conference's.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Receive {
+    /// Video from at most this many of the most recent speakers (pins come on top).
+    pub last_n: Option<u32>,
+    /// Audio from at most this many of the currently loudest speakers.
+    pub top_k_audio: Option<u32>,
+    /// Endpoints whose video it always gets.
+    pub pins: Vec<String>,
+}
+
+/// Per-conference choices of the forwarder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConferenceSettings {
+    /// Read audio levels and identify the dominant speaker. Off: the forwarder reads no
+    /// audio level, emits no speaker event, ignores top-K audio, and last-N follows the
+    /// join order (participants choose with pins, layers and pause).
+    pub speaker_detection: bool,
+    /// Default last-N for endpoints that set none (`None`: every video).
+    pub last_n: Option<u32>,
+    /// Default top-K audio for endpoints that set none (`None`: every audio).
+    pub top_k_audio: Option<u32>,
+}
+
+impl Default for ConferenceSettings {
+    fn default() -> Self {
+        Self {
+            speaker_detection: true,
+            last_n: None,
+            top_k_audio: None,
+        }
     }
 }
 
@@ -188,6 +290,9 @@ struct Endpoint {
     ufrag: String,
     tracks: Vec<Track>,
     subscriptions: Vec<Subscription>,
+    receive: Receive,
+    /// When it joined, in the model's sequence (join order when detection is off).
+    joined: u64,
     /// The address is never shown by the API; it is kept for debugging and so a
     /// declared address can be told from a STUN one.
     addr: Option<(SocketAddr, Latched)>,
@@ -203,6 +308,16 @@ struct Conference {
     id: String,
     /// Endpoint id → slot, ordered so listings are stable.
     endpoints: BTreeMap<String, EpIdx>,
+    settings: ConferenceSettings,
+    /// Dominant speaker identification over the endpoints' audio levels.
+    detector: Detector<EpIdx>,
+    /// Endpoints by the last time they held the floor, most recent first; those that
+    /// never did follow in join order. Last-N takes its first N.
+    recent: Vec<EpIdx>,
+    /// Endpoints that spoke lately, each until when it counts as active (top-K audio).
+    active: Vec<(EpIdx, Instant)>,
+    /// When the next dominant-speaker decision is due.
+    next_decision: Option<Instant>,
 }
 
 /// A newly created endpoint, as the API hands it out.
@@ -234,6 +349,8 @@ pub struct EndpointInfo {
     pub tracks: Vec<Track>,
     /// Subscriptions, each with whether it currently resolves to a track.
     pub subscriptions: Vec<(Subscription, bool)>,
+    /// What it asked the forwarder to choose for it.
+    pub receive: Receive,
 }
 
 /// One conference as the API shows it.
@@ -243,6 +360,10 @@ pub struct ConferenceInfo {
     pub id: String,
     /// Its endpoints, by id.
     pub endpoints: Vec<EndpointInfo>,
+    /// Its settings.
+    pub settings: ConferenceSettings,
+    /// The dominant speaker, when detection is on and someone has spoken.
+    pub dominant: Option<String>,
 }
 
 /// Gauges for `/metrics`.
@@ -272,6 +393,8 @@ pub struct Model {
     /// (shards tell them apart by SSRC, see [`crate::table`]).
     declared: HashMap<SocketAddr, Vec<EpIdx>>,
     endpoint_count: usize,
+    /// Endpoints ever created: each one's join sequence number.
+    joins: u64,
 }
 
 type Changed<T> = Result<(T, Vec<Update>), ModelError>;
@@ -291,6 +414,7 @@ impl Model {
             by_addr: HashMap::new(),
             declared: HashMap::new(),
             endpoint_count: 0,
+            joins: 0,
         }
     }
 
@@ -325,6 +449,11 @@ impl Model {
         let conf = Conference {
             id: id.clone(),
             endpoints: BTreeMap::new(),
+            settings: ConferenceSettings::default(),
+            detector: Detector::default(),
+            recent: Vec::new(),
+            active: Vec::new(),
+            next_decision: None,
         };
         let idx = match self.free_confs.pop() {
             Some(i) => {
@@ -409,12 +538,16 @@ impl Model {
             ufrag: ufrag.clone(),
             tracks: Vec::new(),
             subscriptions: Vec::new(),
+            receive: Receive::default(),
+            joined: self.joins,
             addr: None,
         });
+        self.joins += 1;
         self.ufrags.insert(ufrag.clone());
         self.endpoint_count += 1;
         if let Some(Some(conf)) = self.confs.get_mut(conf_idx as usize) {
             conf.endpoints.insert(id.clone(), ep);
+            conf.recent.push(ep);
         }
         let mut updates = vec![Update::Endpoint {
             ep,
@@ -445,6 +578,9 @@ impl Model {
         let (conf_idx, ep) = self.endpoint_idx(conf_id, ep_id)?;
         if let Some(Some(conf)) = self.confs.get_mut(conf_idx as usize) {
             conf.endpoints.remove(ep_id);
+            conf.recent.retain(|&e| e != ep);
+            conf.active.retain(|&(e, _)| e != ep);
+            conf.detector.remove(ep);
         }
         self.free_endpoint(ep);
         let routes = self.rebuild(conf_idx);
@@ -499,6 +635,7 @@ impl Model {
                     max: self.limits.ssrcs_per_track,
                 });
             }
+            check_track_ext(t)?;
             for &s in &t.ssrcs {
                 if !ssrcs.insert(s) {
                     return Err(ModelError::Invalid(
@@ -545,7 +682,10 @@ impl Model {
                     "an endpoint cannot subscribe to its own tracks",
                 ));
             }
-            if !seen.insert(s) {
+            if s.layer.is_some_and(|l| usize::from(l) >= MAX_LAYERS) {
+                return Err(ModelError::Invalid("layer must be 0..=3"));
+            }
+            if !seen.insert((&s.endpoint, &s.track)) {
                 return Err(ModelError::Invalid("subscriptions must be unique"));
             }
         }
@@ -678,6 +818,7 @@ impl Model {
                     .map(|s| (s.clone(), self.resolve(conf, s).is_some()))
                     .collect();
                 EndpointInfo {
+                    receive: e.receive.clone(),
                     id: e.id.clone(),
                     latched: is_latched(e, now),
                     consent_expires_in: match e.addr {
@@ -694,6 +835,12 @@ impl Model {
         Ok(ConferenceInfo {
             id: conf.id.clone(),
             endpoints,
+            settings: conf.settings,
+            dominant: conf
+                .detector
+                .dominant()
+                .and_then(|d| self.endpoint(d))
+                .map(|e| e.id.clone()),
         })
     }
 
@@ -858,26 +1005,104 @@ impl Model {
             }
             published.insert(ep, tracks);
         }
+        let choice = self.choice(conf, &published);
+        // Selective video tracks collect their subscribers first, then become routes.
+        let mut video: HashMap<(EpIdx, &str), Vec<crate::select::SelSub>> = HashMap::new();
         for &sub in conf.endpoints.values() {
             let Some(e) = self.endpoint(sub) else {
                 continue;
             };
             for s in &e.subscriptions {
-                let Some(track) = conf
-                    .endpoints
-                    .get(&s.endpoint)
-                    .and_then(|p| published.get(p))
-                    .and_then(|ts| ts.iter().find(|t| t.id == s.track))
-                else {
+                let Some((&p, track)) = conf.endpoints.get(&s.endpoint).and_then(|p| {
+                    let t = published.get(p)?.iter().find(|t| t.id == s.track)?;
+                    Some((p, t))
+                }) else {
                     continue;
                 };
-                for ssrc in s.ssrcs(track) {
+                if track.selective() {
+                    let target = choice.video_target(sub, p, s, track);
+                    video
+                        .entry((p, track.id.as_str()))
+                        .or_default()
+                        .push(crate::select::SelSub { ep: sub, target });
+                    continue;
+                }
+                if track.kind == TrackKind::Audio && !choice.hears(sub, p) {
+                    continue;
+                }
+                for &ssrc in &track.ssrcs {
                     b.subscribe(ssrc, sub);
+                }
+            }
+        }
+        for &ep in conf.endpoints.values() {
+            let Some(tracks) = published.get(&ep) else {
+                continue;
+            };
+            let generation = self.eps.get(ep as usize).map_or(0, |s| s.generation);
+            for t in tracks {
+                if t.selective() {
+                    let subs = video.remove(&(ep, t.id.as_str())).unwrap_or_default();
+                    let idx = b.video_track(crate::select::VideoRoute {
+                        key: t.ssrcs.first().copied().unwrap_or(0),
+                        owner: ep,
+                        layers: t.layers(),
+                        frame_marking: t.ext.frame_marking.unwrap_or(0),
+                        subs: subs.into_boxed_slice(),
+                        state: 0,
+                    });
+                    for (i, &ssrc) in t.ssrcs.iter().enumerate() {
+                        b.set_media(
+                            ssrc,
+                            Media::Video {
+                                track: idx,
+                                layer: t.layer_of(i),
+                            },
+                        );
+                    }
+                } else if let (TrackKind::Audio, Some(id), true) =
+                    (t.kind, t.ext.audio_level, conf.settings.speaker_detection)
+                {
+                    for &ssrc in &t.ssrcs {
+                        let stream = b.audio_stream(crate::select::AudioRoute {
+                            key: ssrc,
+                            owner: ep,
+                            generation,
+                        });
+                        b.set_media(ssrc, Media::Audio { stream, ext: id });
+                    }
                 }
             }
         }
         Ok(b.build())
     }
+}
+
+/// A track's extension ids and simulcast fit its kind.
+fn check_track_ext(t: &Track) -> Result<(), ModelError> {
+    let ext = t.ext;
+    if ext.audio_level == Some(0) || ext.frame_marking == Some(0) {
+        return Err(ModelError::Invalid("extension ids are 1..=255"));
+    }
+    if t.kind == TrackKind::Audio && ext.frame_marking.is_some() {
+        return Err(ModelError::Invalid(
+            "frame_marking is for video and screen tracks",
+        ));
+    }
+    if t.kind != TrackKind::Audio && ext.audio_level.is_some() {
+        return Err(ModelError::Invalid("audio_level is for audio tracks"));
+    }
+    if t.simulcast {
+        if ext.frame_marking.is_none() {
+            return Err(ModelError::Invalid(
+                "simulcast needs frame_marking: layers switch only at key frames",
+            ));
+        }
+        if t.ssrcs.len() > MAX_LAYERS {
+            return Err(ModelError::Invalid("at most 4 simulcast layers"));
+        }
+    }
+    Ok(())
 }
 
 fn check_id(id: &str, what: &'static str) -> Result<(), ModelError> {
@@ -914,18 +1139,11 @@ mod tests {
     }
 
     fn track(id: &str, ssrcs: &[u32]) -> Track {
-        Track {
-            id: id.into(),
-            kind: TrackKind::Video,
-            ssrcs: ssrcs.to_vec(),
-        }
+        Track::new(id, TrackKind::Video, ssrcs)
     }
 
     fn sub(ep: &str, track: &str) -> Subscription {
-        Subscription {
-            endpoint: ep.into(),
-            track: track.into(),
-        }
+        Subscription::new(ep, track)
     }
 
     fn routes(u: &Update) -> Arc<ConfRoutes> {

@@ -27,6 +27,7 @@ use rand::{Rng as _, SeedableRng as _};
 
 use crate::counters::{DropReason, LocalCounters};
 use crate::packet::{self, Class};
+use crate::select::{Media, Selection};
 use crate::stun::{self, BindingRequest, BindingResponse};
 use crate::table::{
     EpIdx, IngressLimits, Latch, PROBES, Probe, SHARED, Table, TokenBucket, Update,
@@ -57,6 +58,18 @@ pub enum ShardEvent {
         addr: SocketAddr,
         /// When consent lapses unless refreshed again.
         consent_until: Instant,
+    },
+    /// The activity of an audio stream this shard receives, for speaker detection
+    /// (every [`crate::speaker::REPORT_EVERY`] while it has news).
+    Speech {
+        /// The conference slot.
+        conf: crate::table::ConfIdx,
+        /// The publisher's endpoint slot.
+        ep: crate::table::EpIdx,
+        /// Its slot generation, as the routes had it.
+        generation: u32,
+        /// Its three activity counts.
+        activity: crate::speaker::Activity,
     },
 }
 
@@ -192,6 +205,10 @@ pub struct Router {
     txid_mask: u32,
     /// ICE-CONTROLLED tiebreaker of the forwarder's checks.
     tiebreaker: u64,
+    /// Selective forwarding: layer state and audio levels beside the routes.
+    sel: Selection,
+    /// When the audio activity reports are due next.
+    next_report: Option<Instant>,
 }
 
 impl Router {
@@ -226,12 +243,56 @@ impl Router {
             txid_mask: rng.next_u32(),
             tiebreaker: rng.next_u64(),
             rng: Box::new(rng),
+            sel: Selection::default(),
+            next_report: None,
         }
     }
 
     /// Applies a control update.
     pub fn apply(&mut self, update: Update) {
+        match &update {
+            Update::Routes { conf, routes } => {
+                self.sel
+                    .on_routes(*conf, self.table.routes(*conf), routes.as_deref());
+            }
+            Update::Address { ep, addr, .. } => {
+                // A publisher whose address changes may now arrive at another shard.
+                if let Some(slot) = self.table.slot(*ep)
+                    && slot.addr.map(|(a, _)| a) != addr.map(|(a, _)| a)
+                    && let Some(routes) = self.table.routes(slot.conf)
+                {
+                    self.sel.publisher_moved(slot.conf, *ep, routes);
+                }
+            }
+            Update::Endpoint { .. } | Update::RemoveEndpoint { .. } => {}
+        }
         self.table.apply(update);
+    }
+
+    /// The selective-forwarding state (for tests and the in-memory harness).
+    pub fn selection(&self) -> &Selection {
+        &self.sel
+    }
+
+    /// Periodic work at `now`: the audio activity reports for speaker detection, every
+    /// [`crate::speaker::REPORT_EVERY`], as [`ShardEvent::Speech`] events. Call it after
+    /// each batch and on idle wakes; it does nothing between due times.
+    pub fn poll(&mut self, now: Instant) {
+        if self.next_report.is_some_and(|t| now < t) {
+            return;
+        }
+        self.next_report = Some(now + crate::speaker::REPORT_EVERY);
+        let (table, events) = (&self.table, &mut self.events);
+        self.sel.reports(now, |conf, k, activity| {
+            if let Some(a) = table.routes(conf).and_then(|r| r.audio.get(k)) {
+                events.push(ShardEvent::Speech {
+                    conf,
+                    ep: a.owner,
+                    generation: a.generation,
+                    activity,
+                });
+            }
+        });
     }
 
     /// The routing table (read-only, for metrics and tests).
@@ -303,21 +364,50 @@ impl Router {
         }
     }
 
-    /// Queues a copy for every subscriber of `ssrc`, which `ep` must own.
+    /// Queues a copy for every subscriber of `ssrc`, which `ep` must own. `pkt` is the
+    /// RTP packet, or `None` for a sender report of `ssrc`: a selectively forwarded
+    /// video layer reads its frame marking from the packet, and its report goes where
+    /// the layer goes.
     #[inline]
     fn fan_out(
         &mut self,
         ep: u32,
         ssrc: u32,
+        pkt: Option<&[u8]>,
         buf: u16,
         now: Instant,
         out: &mut Vec<Transmit>,
     ) -> Result<usize, DropReason> {
         let t = &self.table;
-        let route = t
-            .route_in_conference_of(ep, ssrc)
+        let conf = t.slot(ep).ok_or(DropReason::SsrcNotOwned)?.conf;
+        let routes = t.routes(conf).ok_or(DropReason::SsrcNotOwned)?;
+        let route = routes
+            .get(ssrc)
             .filter(|r| r.owner == ep)
             .ok_or(DropReason::SsrcNotOwned)?;
+        match route.media {
+            Media::Plain => {}
+            Media::Audio { stream, ext } => {
+                if let Some(pkt) = pkt {
+                    self.sel
+                        .audio_level(conf, stream, ext, pkt, now, &mut self.counters);
+                }
+            }
+            Media::Video { track, layer } => {
+                return Ok(self.sel.video(
+                    conf,
+                    routes,
+                    track,
+                    layer,
+                    pkt,
+                    buf,
+                    now,
+                    t,
+                    out,
+                    &mut self.counters,
+                ));
+            }
+        }
         let mut n = 0;
         let mut missing = 0;
         for &sub in route.subscribers.iter() {
@@ -348,7 +438,7 @@ impl Router {
         let Some(ssrc) = packet::rtp_ssrc(pkt) else {
             return Outcome::Dropped(DropReason::Malformed);
         };
-        match self.fan_out(ep, ssrc, buf, now, out) {
+        match self.fan_out(ep, ssrc, Some(pkt), buf, now, out) {
             Ok(n) => {
                 self.counters.rtp_forwarded += u64::from(n > 0);
                 Outcome::Forwarded(n)
@@ -370,7 +460,7 @@ impl Router {
             Err(r) => return Outcome::Dropped(r),
         };
         let result = match packet::rtcp_sender_report(pkt) {
-            Some(ssrc) => self.fan_out(ep, ssrc, buf, now, out),
+            Some(ssrc) => self.fan_out(ep, ssrc, None, buf, now, out),
             None => self.feedback(ep, pkt, buf, now, out),
         };
         match result {
@@ -383,8 +473,10 @@ impl Router {
     }
 
     /// Receiver feedback goes to the owner of each media SSRC it names, and only from an
-    /// endpoint that subscribes to that SSRC, so nobody can aim feedback (PLI floods) at
-    /// a stream it does not receive. SRTCP cannot be split: a compound naming several
+    /// endpoint that subscribes to that SSRC (for a selectively forwarded video track:
+    /// subscribes and is not paused, so a receiver moving to a layer can ask for that
+    /// layer's key frame before it gets any of it), so nobody can aim feedback (PLI
+    /// floods) at a stream it does not receive. SRTCP cannot be split: a compound naming several
     /// publishers goes whole to each of them, once.
     fn feedback(
         &mut self,
@@ -405,7 +497,14 @@ impl Router {
             let Some(route) = routes.get(ssrc) else {
                 continue;
             };
-            if owners[..n_owners].contains(&route.owner) || !route.subscribers.contains(&ep) {
+            let subscribed = match route.media {
+                Media::Video { track, .. } => routes
+                    .video
+                    .get(track as usize)
+                    .is_some_and(|t| t.wants(ep)),
+                Media::Plain | Media::Audio { .. } => route.subscribers.contains(&ep),
+            };
+            if owners[..n_owners].contains(&route.owner) || !subscribed {
                 continue;
             }
             owners[n_owners] = route.owner;

@@ -9,6 +9,9 @@
 //! every shard before the next input. It must not touch a socket, a thread or the clock:
 //! time moves only with [`Sim::advance`], so a test of a 30 s consent timeout runs in
 //! microseconds and gives the same result on every run (the routers' secrets are seeded).
+//! As time moves it runs the periodic work the forwarder's threads run: each shard's
+//! [`Router::poll`] (audio activity reports) and the model's [`Model::tick`] (speaker
+//! decisions), in steps of at most [`TICK`], collecting the speaker events.
 //!
 //! What it leaves out is what the real-process smoke tests (`tests/` at the workspace
 //! root) are for: sockets, batching, threads, the HTTP server and the propagation delay
@@ -18,10 +21,14 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::counters::{DropReason, LocalCounters};
-use crate::model::{Limits, Model, ModelError, NewEndpoint};
+use crate::model::{Limits, Model, ModelError, NewEndpoint, SpeakerEvent};
 use crate::route::{Outcome, Router, RouterConfig, ShardEvent, StunReply, Transmit};
 use crate::stun;
 use crate::table::{EpIdx, IngressLimits, Update};
+
+/// The longest step [`Sim::advance`] takes between two runs of the periodic work (the
+/// shards' wakes and the control thread's ticker are about this frequent).
+pub const TICK: Duration = Duration::from_millis(10);
 
 /// The simulated forwarder's media address: the source of everything it sends.
 pub const MEDIA_ADDR: SocketAddr = SocketAddr::new(
@@ -105,6 +112,7 @@ pub struct Sim {
     counters: LocalCounters,
     tx: Vec<Transmit>,
     reply: Box<StunReply>,
+    speakers: Vec<(Instant, SpeakerEvent)>,
 }
 
 impl Sim {
@@ -122,6 +130,7 @@ impl Sim {
             counters: LocalCounters::default(),
             tx: Vec::with_capacity(1024),
             reply: Box::default(),
+            speakers: Vec::new(),
         }
     }
 
@@ -130,9 +139,34 @@ impl Sim {
         self.now
     }
 
-    /// Moves the clock forward.
+    /// Moves the clock forward, running the shards' polls and the model's ticks on the
+    /// way at least every [`TICK`].
     pub fn advance(&mut self, by: Duration) {
-        self.now += by;
+        let end = self.now + by;
+        loop {
+            self.now = end.min(self.now + TICK);
+            self.periodic();
+            if self.now >= end {
+                break;
+            }
+        }
+    }
+
+    fn periodic(&mut self) {
+        for i in 0..self.shards.len() {
+            self.shards[i].poll(self.now);
+            let events: Vec<ShardEvent> = self.shards[i].drain_events().collect();
+            self.deliver(events);
+        }
+        let (updates, events) = self.model.tick(self.now);
+        self.broadcast(&updates);
+        let now = self.now;
+        self.speakers.extend(events.into_iter().map(|e| (now, e)));
+    }
+
+    /// Every speaker change so far, with when it was decided.
+    pub fn speaker_events(&self) -> &[(Instant, SpeakerEvent)] {
+        &self.speakers
     }
 
     /// Runs one model operation (what a control-API request does) and applies its
@@ -302,6 +336,12 @@ impl Sim {
                         self.broadcast(&[u]);
                     }
                 }
+                ShardEvent::Speech {
+                    conf,
+                    ep,
+                    generation,
+                    activity,
+                } => self.model.speech(conf, ep, generation, activity, self.now),
             }
         }
     }
@@ -324,6 +364,9 @@ fn add(into: &mut LocalCounters, c: &LocalCounters) {
     into.rtcp_forwarded += c.rtcp_forwarded;
     into.stun_answered += c.stun_answered;
     into.latches += c.latches;
+    into.ext_missing += c.ext_missing;
+    into.ext_malformed += c.ext_malformed;
+    into.layer_switches += c.layer_switches;
     for (a, b) in into.drops.iter_mut().zip(c.drops.iter()) {
         *a += b;
     }

@@ -22,8 +22,10 @@
 //! once for all shards, and a shard swaps it in with one pointer store. Subscribers are
 //! stored as endpoint slots, not addresses, so a NAT rebinding never forces a rebuild.
 //!
-//! Simulcast and pause fit without a redesign: a subscription lands in the subscriber
-//! list of exactly the SSRC (layer) it selects, and a paused one in none.
+//! Selective forwarding keeps the split: the routes say what each subscriber should get
+//! (for a simulcast track, a target layer or pause per subscriber, in
+//! [`ConfRoutes::video`]); the shard-local state of *when* it may switch (at a key frame)
+//! lives beside the table, in [`crate::select::Selection`].
 //!
 //! # Relays: one static address, many endpoints
 //! A relay link between two forwarders is one endpoint per call on each side, each with
@@ -43,6 +45,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
+
+use crate::select::{AudioRoute, Media, VideoRoute};
 
 /// Index of an endpoint slot. Allocated by the control thread, reused after removal.
 pub type EpIdx = u32;
@@ -74,12 +78,21 @@ pub struct SsrcRoute {
     pub owner: EpIdx,
     /// Endpoints that get a copy of every packet of this SSRC (never the owner).
     pub subscribers: Box<[EpIdx]>,
+    /// What else the forwarder reads of its packets: nothing (plain), audio levels, or
+    /// frame marking of a selectively forwarded video layer, whose subscribers are then
+    /// the track's ([`ConfRoutes::video`]), not `subscribers`.
+    pub media: Media,
 }
 
 /// The derived fan-out of one conference; immutable once built, shared by all shards.
 #[derive(Clone, Debug, Default)]
 pub struct ConfRoutes {
     by_ssrc: FastMap<u32, SsrcRoute>,
+    /// Selectively forwarded video tracks ([`Media::Video`] indexes here).
+    pub video: Box<[VideoRoute]>,
+    /// Audio streams whose levels feed speaker detection ([`Media::Audio`] indexes
+    /// here).
+    pub audio: Box<[AudioRoute]>,
 }
 
 impl ConfRoutes {
@@ -116,26 +129,49 @@ pub struct SsrcTaken {
 /// Builds a [`ConfRoutes`] from the control thread's model of one conference.
 #[derive(Default)]
 pub struct ConfRoutesBuilder {
-    owners: FastMap<u32, (EpIdx, Vec<EpIdx>)>,
+    owners: FastMap<u32, (EpIdx, Vec<EpIdx>, Media)>,
+    video: Vec<VideoRoute>,
+    audio: Vec<AudioRoute>,
 }
 
 impl ConfRoutesBuilder {
     /// Declares that `owner` sends `ssrc`.
     pub fn own(&mut self, ssrc: u32, owner: EpIdx) -> Result<(), SsrcTaken> {
         match self.owners.get(&ssrc) {
-            Some((o, _)) if *o != owner => Err(SsrcTaken { ssrc }),
+            Some((o, _, _)) if *o != owner => Err(SsrcTaken { ssrc }),
             Some(_) => Ok(()),
             None => {
-                self.owners.insert(ssrc, (owner, Vec::new()));
+                self.owners.insert(ssrc, (owner, Vec::new(), Media::Plain));
                 Ok(())
             }
         }
     }
 
+    /// Declares what the forwarder reads of `ssrc`'s packets (after [`Self::own`]).
+    pub fn set_media(&mut self, ssrc: u32, media: Media) {
+        if let Some((_, _, m)) = self.owners.get_mut(&ssrc) {
+            *m = media;
+        }
+    }
+
+    /// Adds a selectively forwarded video track; returns its index for [`Media::Video`].
+    /// Its `state` offset is assigned at [`Self::build`].
+    pub fn video_track(&mut self, track: VideoRoute) -> u32 {
+        self.video.push(track);
+        (self.video.len() - 1) as u32
+    }
+
+    /// Adds an audio stream whose levels are read; returns its index for
+    /// [`Media::Audio`].
+    pub fn audio_stream(&mut self, stream: AudioRoute) -> u32 {
+        self.audio.push(stream);
+        (self.audio.len() - 1) as u32
+    }
+
     /// Adds `subscriber` to the receivers of `ssrc`. Unknown SSRCs, the owner itself
     /// and duplicates are ignored, so callers can derive subscriptions naively.
     pub fn subscribe(&mut self, ssrc: u32, subscriber: EpIdx) {
-        if let Some((owner, subs)) = self.owners.get_mut(&ssrc)
+        if let Some((owner, subs, _)) = self.owners.get_mut(&ssrc)
             && *owner != subscriber
             && !subs.contains(&subscriber)
         {
@@ -148,17 +184,28 @@ impl ConfRoutesBuilder {
         let by_ssrc = self
             .owners
             .into_iter()
-            .map(|(ssrc, (owner, subs))| {
+            .map(|(ssrc, (owner, subs, media))| {
                 (
                     ssrc,
                     SsrcRoute {
                         owner,
                         subscribers: subs.into_boxed_slice(),
+                        media,
                     },
                 )
             })
             .collect();
-        ConfRoutes { by_ssrc }
+        let mut video = self.video;
+        let mut state = 0u32;
+        for t in &mut video {
+            t.state = state;
+            state += t.subs.len() as u32;
+        }
+        ConfRoutes {
+            by_ssrc,
+            video: video.into_boxed_slice(),
+            audio: self.audio.into_boxed_slice(),
+        }
     }
 }
 

@@ -176,6 +176,23 @@ pub async fn serve(service: Arc<Service>, socket: WebSocket, conn: Arc<Guard>) {
             (Some((conf, pid)), ClientMessage::Handshake { message, welcome }) => {
                 service.relay_handshake(conf, pid, message, welcome)
             }
+            (
+                Some((conf, pid)),
+                ClientMessage::Receive {
+                    layer,
+                    last_n,
+                    top_k_audio,
+                    pins,
+                },
+            ) => {
+                let choice = crate::service::Choice {
+                    layer,
+                    last_n,
+                    top_k_audio,
+                    pins,
+                };
+                service.receive(conf, pid, choice).await
+            }
             (Some((conf, pid)), ClientMessage::Leave) => {
                 service.leave(conf, pid).await;
                 out.send(&ServerMessage::Left);

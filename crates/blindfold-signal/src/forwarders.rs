@@ -218,6 +218,33 @@ impl Forwarder {
         self.call(self.client.set_tracks(conf, ep, tracks)).await
     }
 
+    /// Sets what the forwarder chooses for `ep` (last-N, top-K audio, pins).
+    pub async fn set_receive(
+        &self,
+        conf: &str,
+        ep: &str,
+        receive: blindfold_control::ReceiveJson,
+    ) -> Result<(), ControlError> {
+        self.call(self.client.set_receive(conf, ep, receive)).await
+    }
+
+    /// Turns the forwarder's speaker detection off for `conf` (the service's
+    /// `--speaker-detection false`).
+    pub async fn speaker_detection_off(&self, conf: &str) -> Result<(), ControlError> {
+        let settings = blindfold_control::ConferenceSettings {
+            speaker_detection: false,
+            ..Default::default()
+        };
+        self.call(self.client.set_conference_settings(conf, settings))
+            .await
+    }
+
+    /// The forwarder's speaker event stream (not counted against the call limit: it is
+    /// one long request).
+    pub async fn events(&self) -> Result<blindfold_control::client::Events, ControlError> {
+        self.client.events().await
+    }
+
     /// Replaces what `ep` receives.
     pub async fn set_subscriptions(
         &self,

@@ -19,6 +19,7 @@
 //! | `publish {tracks: [{id, kind, ssrcs}]}` | replace the tracks it sends |
 //! | `subscribe {to: null \| [{participant, track}]}` | all others' tracks (default) or just these |
 //! | `handshake {message, welcome?: {to, message}}` | an MLS Commit (with the Welcome for those it adds) or proposal |
+//! | `receive {layer?, last_n?, top_k_audio?, pins?}` | what the forwarder chooses for it: video layer cap, last-N video plus pins, top-K audio |
 //! | `leave {}` | leave; answered by `left` once the forwarder stopped sending to it |
 //!
 //! | service → participant | meaning |
@@ -30,6 +31,7 @@
 //! | `handshake {from, message}` / `welcome {message}` | an MLS message in the service's order / this participant's Welcome |
 //! | `published {}` | the forwarder holds the tracks just published: start sending media |
 //! | `moved {ice, candidates}` | the call moved off a lost forwarder: latch on this one with these credentials (the group is unchanged) |
+//! | `speakers {dominant, recent}` | the forwarder's speaker detection: who holds the floor, members by recency (last-N takes the first N) |
 //! | `left {}` / `error {code, message}` | leave done / request refused |
 //!
 //! Error codes: `bad_request`, `wrong_state`, `participant_taken`, `bad_proof`,
@@ -57,6 +59,11 @@
 //! a member by announcing a leave (which it could do anyway by not forwarding); it cannot
 //! add anyone, keep a leaver in, or read a key. Built with the `hostile-testing` feature
 //! (tests only) it drops, delays, forks and replays on command ([`hostile`]).
+//!
+//! Tracks may carry `extensions: {audio_level?, frame_marking?}` (RFC 8285 ids) and
+//! `simulcast: true`; the service hands them to the forwarder as they are. Speaker events
+//! come from each forwarder's `GET /v1/events` stream (one connection per forwarder,
+//! reconnected after a second when it breaks) and go to the conference's members.
 //!
 //! A join creates the conference on the least loaded forwarder with room (by endpoints
 //! this service holds there) and an endpoint named by the participant's ephemeral id.
@@ -91,6 +98,7 @@ pub mod metrics;
 pub mod mls_header;
 pub mod proto;
 pub mod service;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -140,6 +148,12 @@ pub struct SignalArgs {
     /// participants.
     #[arg(long, default_value_t = false, env = "BLINDFOLD_SIGNAL_METRICS")]
     pub metrics: bool,
+
+    /// Keep the forwarders' speaker detection on in the conferences this service
+    /// creates (`false`: the forwarder reads no audio level and sends no speaker event;
+    /// participants choose their videos themselves).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "BLINDFOLD_SPEAKER_DETECTION")]
+    pub speaker_detection: bool,
 
     /// Connection, per-source and queue limits.
     #[command(flatten)]
@@ -214,6 +228,14 @@ fn router(service: Arc<Service>, debug_state: bool, metrics: bool) -> Router {
         .route("/v1/state", get(state_view))
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/web/{file}",
+            get(
+                |axum::extract::Path(file): axum::extract::Path<String>| async move {
+                    web::serve(&format!("/web/{file}"))
+                },
+            ),
+        )
         .with_state(AppState {
             service,
             debug_state,
@@ -260,6 +282,27 @@ async fn metrics_text(State(app): State<AppState>) -> axum::response::Response {
         text,
     )
         .into_response()
+}
+
+/// Relays one forwarder's speaker events to the members of its conferences, for as long
+/// as the runtime runs; a broken stream is opened again after a second.
+async fn relay_speakers(service: Arc<Service>, fwd: Arc<Forwarder>) {
+    loop {
+        match fwd.events().await {
+            Ok(mut events) => loop {
+                match events.next().await {
+                    Ok(Some(ev)) => service.on_speakers(ev),
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "speaker event stream broke");
+                        break;
+                    }
+                }
+            },
+            Err(e) => tracing::debug!(error = %e, "speaker event stream refused"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// A running signalling service on its own thread and runtime.
@@ -328,7 +371,12 @@ impl SignalServer {
             .collect::<Result<Vec<_>, _>>()
             .map_err(SignalError::Forwarder)?;
         let admission = limits::Admission::new(args.limits.clone());
-        let service = Arc::new(make(forwarders, admission.clone()));
+        let service = Arc::new(
+            make(forwarders, admission.clone()).with_speaker_detection(args.speaker_detection),
+        );
+        for f in service.forwarders() {
+            rt.spawn(relay_speakers(service.clone(), f.clone()));
+        }
         let std_listener = std::net::TcpListener::bind(args.listen).map_err(SignalError::Bind)?;
         std_listener
             .set_nonblocking(true)

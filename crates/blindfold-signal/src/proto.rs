@@ -63,6 +63,29 @@ pub enum TrackKind {
     Screen,
 }
 
+/// The RFC 8285 header extension ids a track's packets carry (chosen per call by the
+/// participant; the forwarder reads them in the clear, never the payload).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Extensions {
+    /// RFC 6464 audio level (audio tracks): speaker detection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio_level: Option<u8>,
+    /// RFC 9626 frame marking (video, screen): last-N, layers and pause, switching only
+    /// at key frames.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frame_marking: Option<u8>,
+}
+
+impl Extensions {
+    fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 /// A track a participant publishes: a name local to the participant and its SSRCs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Track {
@@ -70,8 +93,28 @@ pub struct Track {
     pub id: String,
     /// Audio, video or screen.
     pub kind: TrackKind,
-    /// The SSRCs the participant sends this track with (random per call).
+    /// The SSRCs the participant sends this track with (random per call); with
+    /// `simulcast`, one per layer, lowest first.
     pub ssrcs: Vec<u32>,
+    /// Header extension ids its packets carry.
+    #[serde(default, skip_serializing_if = "Extensions::is_empty")]
+    pub extensions: Extensions,
+    /// The SSRCs are simulcast layers (needs frame marking).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub simulcast: bool,
+}
+
+impl Track {
+    /// A plain track.
+    pub fn new(id: impl Into<String>, kind: TrackKind, ssrcs: Vec<u32>) -> Self {
+        Self {
+            id: id.into(),
+            kind,
+            ssrcs,
+            extensions: Extensions::default(),
+            simulcast: false,
+        }
+    }
 }
 
 /// One track of one participant.
@@ -163,6 +206,24 @@ pub enum ClientMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         welcome: Option<WelcomeOut>,
     },
+    /// What the forwarder should choose for this participant: the highest video layer
+    /// it wants (`null`: the best), video from at most `last_n` recent speakers plus the
+    /// `pins`, audio from at most `top_k_audio` speakers (`null`: no limit). Replaces
+    /// the previous choice.
+    Receive {
+        /// Highest simulcast layer (0 = lowest).
+        #[serde(default)]
+        layer: Option<u8>,
+        /// Last-N video.
+        #[serde(default)]
+        last_n: Option<u32>,
+        /// Top-K audio.
+        #[serde(default)]
+        top_k_audio: Option<u32>,
+        /// Participants whose video it always gets.
+        #[serde(default)]
+        pins: Vec<String>,
+    },
     /// Leave the call; the service answers `left` once the endpoint is gone.
     Leave,
 }
@@ -229,6 +290,16 @@ pub enum ServerMessage {
         ice: Ice,
         /// The new forwarder's media addresses.
         candidates: Vec<Candidate>,
+    },
+    /// The forwarder's speaker detection: who holds the floor now, and every member by
+    /// recency of holding it (most recent first; those who never did, in join order).
+    /// Last-N takes the first N members of `recent` that publish selectively forwarded
+    /// video, so a participant can tell which videos it should be getting.
+    Speakers {
+        /// The dominant speaker.
+        dominant: String,
+        /// Members by recency.
+        recent: Vec<String>,
     },
     /// The leave is complete: the forwarder no longer sends to this participant.
     Left,
@@ -352,6 +423,17 @@ fn validate(msg: &ClientMessage) -> Result<(), ProtoError> {
                 if t.ssrcs.is_empty() || t.ssrcs.len() > 8 {
                     return Err(ProtoError::Field("tracks.ssrcs"));
                 }
+                if t.extensions.audio_level == Some(0) || t.extensions.frame_marking == Some(0) {
+                    return Err(ProtoError::Field("tracks.extensions"));
+                }
+            }
+        }
+        ClientMessage::Receive { layer, pins, .. } => {
+            if layer.is_some_and(|l| l > 3) {
+                return Err(ProtoError::Field("layer"));
+            }
+            if pins.len() > 512 || pins.iter().any(|p| !is_ephemeral_id(p)) {
+                return Err(ProtoError::Field("pins"));
             }
         }
         ClientMessage::Subscribe { to } => {
@@ -532,6 +614,34 @@ mod tests {
         assert_eq!(parse_client(&msg), Err(ProtoError::Field("conference")));
         assert!(parse_client(r#"{"v":1,"type":"dance"}"#).is_err());
         assert!(parse_client("not json").is_err());
+    }
+
+    #[test]
+    fn selective_forwarding_fields_are_additive() {
+        let old = r#"{"v":1,"type":"publish","tracks":[{"id":"mic","kind":"audio","ssrcs":[1]}]}"#;
+        let ClientMessage::Publish { tracks } = parse_client(old).unwrap() else {
+            panic!("publish");
+        };
+        assert_eq!(tracks[0], Track::new("mic", TrackKind::Audio, vec![1]));
+        let receive = format!(r#"{{"v":1,"type":"receive","layer":1,"last_n":4,"pins":["{ID}"]}}"#);
+        assert!(matches!(
+            parse_client(&receive).unwrap(),
+            ClientMessage::Receive {
+                layer: Some(1),
+                last_n: Some(4),
+                ..
+            }
+        ));
+        let named = r#"{"v":1,"type":"receive","pins":["alice"]}"#;
+        assert_eq!(parse_client(named), Err(ProtoError::Field("pins")));
+        let s = encode(ServerMessage::Speakers {
+            dominant: ID.into(),
+            recent: vec![ID.into()],
+        });
+        assert!(matches!(
+            parse_server(&s).unwrap(),
+            ServerMessage::Speakers { .. }
+        ));
     }
 
     #[test]

@@ -26,7 +26,9 @@
 //!   so every member sees them in the same order, and join order numbers and the epoch of
 //!   the last Commit are assigned there too;
 //! - each member's subscriptions are pushed by at most one task at a time, which re-reads
-//!   the wanted set after each push, so the last push is always the latest set.
+//!   the wanted set after each push, so the last push is always the latest set;
+//! - speaker events from the forwarders' event streams are relayed to the conference's
+//!   members as they come (`speakers`), under the same lock as membership changes.
 //!
 //! # Losing a forwarder
 //! [`Service::watch_forwarders`] checks every forwarder's `/healthz` on an interval, with a
@@ -51,7 +53,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use blindfold_control::client::ControlError;
-use blindfold_control::{SubscriptionJson, TrackJson};
+use blindfold_control::{ReceiveJson, SpeakerEvent, SubscriptionJson, TrackJson};
 use serde::Serialize;
 use tokio::sync::{OnceCell, watch};
 
@@ -71,8 +73,23 @@ pub struct Service {
     admission: Arc<Admission>,
     metrics: Arc<Metrics>,
     conferences: Mutex<HashMap<String, Arc<Conference>>>,
+    /// Conferences this service creates keep the forwarder's speaker detection on.
+    speaker_detection: bool,
     #[cfg(feature = "hostile-testing")]
     hostile: Option<Arc<dyn crate::hostile::Policy>>,
+}
+
+/// What a member asks the forwarder to choose for it (the `receive` message).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Choice {
+    /// Highest video layer wanted; `None`: the best.
+    pub layer: Option<u8>,
+    /// Last-N video.
+    pub last_n: Option<u32>,
+    /// Top-K audio.
+    pub top_k_audio: Option<u32>,
+    /// Pinned members.
+    pub pins: Vec<String>,
 }
 
 /// One conference this service placed.
@@ -118,6 +135,9 @@ struct Member {
     subscription: Option<Vec<TrackRef>>,
     /// The subscription set last accepted by the forwarder.
     pushed: Vec<(String, String)>,
+    /// The video layer it asked for, and the one last pushed with its subscriptions.
+    layer: Option<u8>,
+    pushed_layer: Option<u8>,
     /// A task is pushing this member's subscriptions.
     syncing: bool,
     out: Outbox,
@@ -232,8 +252,37 @@ impl Service {
             admission,
             metrics: Arc::new(Metrics::default()),
             conferences: Mutex::new(HashMap::new()),
+            speaker_detection: true,
             #[cfg(feature = "hostile-testing")]
             hostile: None,
+        }
+    }
+
+    /// With `false`, every conference this service creates has the forwarder's speaker
+    /// detection off: no audio level is read, no speaker event is sent, and
+    /// participants choose their videos with pins, layers and pause.
+    pub fn with_speaker_detection(mut self, on: bool) -> Self {
+        self.speaker_detection = on;
+        self
+    }
+
+    /// The forwarders this service places calls on.
+    pub fn forwarders(&self) -> &[Arc<Forwarder>] {
+        &self.forwarders
+    }
+
+    /// Relays a forwarder's speaker event to the members of its conference.
+    pub fn on_speakers(&self, ev: SpeakerEvent) {
+        let Some(conf) = self.conferences().get(&ev.conference).cloned() else {
+            return;
+        };
+        let st = conf.lock();
+        let msg = ServerMessage::Speakers {
+            dominant: ev.dominant,
+            recent: ev.recent,
+        };
+        for m in st.members.values() {
+            m.out.send(&msg);
         }
     }
 
@@ -431,6 +480,8 @@ impl Service {
                     fwd: home.clone(),
                     subscription: None,
                     pushed: Vec::new(),
+                    layer: None,
+                    pushed_layer: None,
                     syncing: false,
                     out: out.clone(),
                 },
@@ -512,6 +563,11 @@ impl Service {
             }
             match fwd.create_conference(&conf.id).await {
                 Ok(()) => {
+                    if !self.speaker_detection
+                        && let Err(e) = fwd.speaker_detection_off(&conf.id).await
+                    {
+                        tracing::warn!(error = %e, "turning speaker detection off failed");
+                    }
                     to = Some(fwd);
                     break;
                 }
@@ -620,6 +676,9 @@ impl Service {
         for fwd in by_load(&self.forwarders) {
             match fwd.create_conference(&conf.id).await {
                 Ok(()) => {
+                    if !self.speaker_detection {
+                        fwd.speaker_detection_off(&conf.id).await?;
+                    }
                     conf.lock().creator = Some(quota);
                     return Ok(fwd);
                 }
@@ -750,6 +809,33 @@ impl Service {
         joined_home(conf)?;
         if let Some(me) = conf.lock().members.get_mut(pid) {
             me.subscription = to;
+        }
+        sync(conf, pid);
+        Ok(())
+    }
+
+    /// Sets what the forwarder chooses for `pid` (last-N, top-K audio, pins), then its
+    /// subscriptions' layer.
+    pub(crate) async fn receive(
+        &self,
+        conf: &Arc<Conference>,
+        pid: &str,
+        choice: Choice,
+    ) -> Result<(), Refusal> {
+        let home = joined_home(conf)?;
+        let wire = ReceiveJson {
+            last_n: choice.last_n,
+            top_k_audio: choice.top_k_audio,
+            pins: choice.pins,
+        };
+        home.set_receive(&conf.id, pid, wire)
+            .await
+            .map_err(|e| match e.status() {
+                Some(400 | 422) => Refusal(ErrorCode::BadRequest, "receive choice refused".into()),
+                _ => e.into(),
+            })?;
+        if let Some(me) = conf.lock().members.get_mut(pid) {
+            me.layer = choice.layer;
         }
         sync(conf, pid);
         Ok(())
@@ -950,7 +1036,7 @@ fn sync(conf: &Arc<Conference>, pid: &str) {
     let (conf, pid) = (conf.clone(), pid.to_string());
     tokio::spawn(async move {
         loop {
-            let want = {
+            let (want, layer) = {
                 let mut st = conf.lock();
                 let want = match st.members.get(&pid) {
                     Some(me) => desired(&st, &pid, me),
@@ -959,15 +1045,16 @@ fn sync(conf: &Arc<Conference>, pid: &str) {
                 let Some(me) = st.members.get_mut(&pid) else {
                     return;
                 };
-                if me.pushed == want {
+                if me.pushed == want && me.pushed_layer == me.layer {
                     me.syncing = false;
                     return;
                 }
-                want
+                (want, me.layer)
             };
+            // The layer applies to selectively forwarded tracks; others ignore it.
             let subs = want
                 .iter()
-                .map(|(e, t)| SubscriptionJson::new(e.clone(), t.clone()))
+                .map(|(e, t)| SubscriptionJson::new(e.clone(), t.clone()).with_layer(layer))
                 .collect();
             let Some(home) = conf.current_home() else {
                 if let Some(m) = conf.lock().members.get_mut(&pid) {
@@ -985,8 +1072,14 @@ fn sync(conf: &Arc<Conference>, pid: &str) {
                 return;
             };
             match result {
-                _ if moved => me.pushed.clear(),
-                Ok(()) => me.pushed = want,
+                _ if moved => {
+                    me.pushed.clear();
+                    me.pushed_layer = None;
+                }
+                Ok(()) => {
+                    me.pushed = want;
+                    me.pushed_layer = layer;
+                }
                 Err(e) => {
                     // The next change retries; spinning on a failing forwarder would not.
                     tracing::warn!(error = %e, "setting subscriptions failed");
@@ -1005,7 +1098,11 @@ fn track_json(t: &Track) -> TrackJson {
         TrackKind::Video => Wire::Video,
         TrackKind::Screen => Wire::Screen,
     };
-    TrackJson::new(t.id.clone(), kind, t.ssrcs.clone())
+    let mut j = TrackJson::new(t.id.clone(), kind, t.ssrcs.clone());
+    j.extensions.audio_level = t.extensions.audio_level;
+    j.extensions.frame_marking = t.extensions.frame_marking;
+    j.simulcast = t.simulcast;
+    j
 }
 
 /// What `pid` should receive: every track of the other members it asked for (all, unless

@@ -10,10 +10,15 @@
 //! ```text
 //!   HTTP (tokio current-thread, own thread) ─┐
 //!                                             ├─▶ Mutex<Model> ─▶ ShardSet::broadcast
-//!   ShardEvent::Latched (own std thread) ────┘
+//!   ShardEvent::Latched (own std thread) ────┤
+//!   ShardEvent::Speech, ticker every 100 ms ─┘   speaker changes ─▶ GET /v1/events
 //! ```
 //! Both threads change the model and broadcast the resulting updates while holding its
-//! lock, so every shard sees the changes in the order the model made them.
+//! lock, so every shard sees the changes in the order the model made them. The event
+//! thread also runs the model's periodic work (dominant-speaker decisions,
+//! [`Model::tick`]); the routes a decision changes reach the shards before its event
+//! leaves, so a receiver reacting to the event (a key frame request for the new
+//! speaker) finds the routes already in place.
 //!
 //! The HTTP surface, one idea per file (the wire types themselves are
 //! `blindfold-control`'s, shared with the typed client):
@@ -76,6 +81,7 @@ use crate::metrics::AllShards;
 use crate::{ShardEvent, ShardSet};
 use blindfold_proto::model::{Model, ModelError};
 use blindfold_proto::table::Update;
+use std::sync::atomic::AtomicU64;
 
 pub use error::ApiError;
 #[cfg(any(test, feature = "fuzzing"))]
@@ -88,6 +94,11 @@ pub const MIN_BODY_LIMIT: usize = 64 * 1024;
 const STOP_GRACE: Duration = Duration::from_secs(1);
 /// Most shard events folded into one broadcast.
 const EVENT_BATCH: usize = 256;
+/// How often the event thread runs the model's periodic work.
+const TICK: Duration = Duration::from_millis(100);
+/// Speaker events buffered for each listener of `GET /v1/events`; one that falls this
+/// far behind gets the current state again.
+const SPEAKER_CHANNEL: usize = 1024;
 
 /// Everything the control plane needs from the process that starts it.
 pub struct ControlContext {
@@ -113,6 +124,12 @@ pub(crate) struct Shared {
     token: Option<[u8; 32]>,
     draining: AtomicBool,
     body_limit: usize,
+    /// Speaker changes, to every listener of `GET /v1/events`.
+    speakers: tokio::sync::broadcast::Sender<blindfold_control::SpeakerEvent>,
+    /// Set when the server stops, which ends the event streams.
+    stop: tokio::sync::watch::Sender<bool>,
+    /// Speaker changes decided so far (for `/metrics`).
+    speaker_changes: AtomicU64,
 }
 
 impl Shared {
@@ -162,6 +179,12 @@ impl Shared {
                     Some(u) => updates.push(u),
                     None => stale += 1,
                 },
+                ShardEvent::Speech {
+                    conf,
+                    ep,
+                    generation,
+                    activity,
+                } => model.speech(conf, ep, generation, activity, now),
             }
         }
         if !updates.is_empty() {
@@ -169,6 +192,38 @@ impl Shared {
         }
         debug!(latched = updates.len(), stale, "shard events applied");
     }
+
+    /// The model's periodic work: dominant-speaker decisions, their route updates (to
+    /// the shards, under the lock) and then their events (to the listeners).
+    fn on_tick(&self) {
+        let events = {
+            let mut model = self.lock();
+            let (updates, events) = model.tick(std::time::Instant::now());
+            if !updates.is_empty() {
+                self.shards.broadcast(&updates);
+            }
+            events
+        };
+        for ev in events {
+            self.speaker_changes.fetch_add(1, Ordering::Relaxed);
+            if let Some(ev) = speaker_event(ev) {
+                // No listener is no error: the signalling service may connect later and
+                // will get the current state first.
+                let _ = self.speakers.send(ev);
+            }
+        }
+    }
+}
+
+/// The wire's speaker event from the model's (none without a dominant speaker).
+pub(crate) fn speaker_event(
+    ev: blindfold_proto::model::SpeakerEvent,
+) -> Option<blindfold_control::SpeakerEvent> {
+    Some(blindfold_control::SpeakerEvent {
+        conference: ev.conference,
+        dominant: ev.dominant?,
+        recent: ev.recent,
+    })
 }
 
 /// Request body limit for `config`: room for the largest allowed subscription or track
@@ -238,6 +293,9 @@ impl ControlServer {
             token,
             draining: AtomicBool::new(false),
             body_limit: body_limit(config),
+            speakers: tokio::sync::broadcast::channel(SPEAKER_CHANNEL).0,
+            stop: tokio::sync::watch::Sender::new(false),
+            speaker_changes: AtomicU64::new(0),
         });
         let router = router::router(shared.clone());
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
@@ -310,6 +368,9 @@ impl ControlServer {
 
 impl Drop for ControlServer {
     fn drop(&mut self) {
+        // Event streams never finish on their own: end them first, so connections can
+        // close gracefully.
+        self.shared.stop.send_replace(true);
         let _ = self.shutdown.send(true);
         self.stop_events.take();
         if let Some(h) = self.server.take() {
@@ -415,16 +476,18 @@ async fn accept_loop(
     .await;
 }
 
-/// The event thread: folds bursts of shard events into one broadcast each, until `stop`
-/// is dropped.
+/// The event thread: folds bursts of shard events into one broadcast each, and runs the
+/// model's periodic work every [`TICK`], until `stop` is dropped.
 fn event_loop(
     shared: &Shared,
     events: &crossbeam_channel::Receiver<ShardEvent>,
     stop: &crossbeam_channel::Receiver<()>,
 ) {
+    let ticker = crossbeam_channel::tick(TICK);
     loop {
         crossbeam_channel::select! {
             recv(stop) -> _ => return,
+            recv(ticker) -> _ => shared.on_tick(),
             recv(events) -> ev => match ev {
                 Ok(ev) => {
                     let rest = events.try_iter().take(EVENT_BATCH - 1);

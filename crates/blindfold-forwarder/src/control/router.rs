@@ -19,7 +19,7 @@ use utoipa_axum::routes;
 use super::Shared;
 use super::auth::authenticate;
 use super::error::ApiError;
-use super::handlers::{conferences, endpoints, meta};
+use super::handlers::{conferences, endpoints, events, meta};
 use super::openapi::ApiDoc;
 
 /// What every handler gets.
@@ -45,6 +45,9 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(endpoints::put_address))
         .routes(routes!(endpoints::put_tracks))
         .routes(routes!(endpoints::put_subscriptions))
+        .routes(routes!(endpoints::put_receive))
+        .routes(routes!(conferences::put_settings))
+        .routes(routes!(events::events))
         .routes(routes!(meta::openapi_json))
         .routes(routes!(meta::metrics))
         .routes(routes!(meta::healthz))

@@ -1,6 +1,7 @@
-//! `/v1/conferences` and `/v1/conferences/{conf}`: list, create, inspect, delete.
+//! `/v1/conferences`, `/v1/conferences/{conf}` and `.../settings`: list, create,
+//! inspect, delete, and set what the forwarder chooses for the conference.
 //!
-//! Owns these four operations' parsing and answers; must never show an address.
+//! Owns these operations' parsing and answers; must never show an address.
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -9,17 +10,17 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use blindfold_control::{
-    ConferenceList, ConferenceState, ConferenceSummary, CreateConference, Created, EndpointState,
-    ErrorBody, ErrorCode, SubscriptionState,
+    ConferenceList, ConferenceSettings, ConferenceState, ConferenceSummary, CreateConference,
+    Created, EndpointState, ErrorBody, ErrorCode, SubscriptionState,
 };
 use blindfold_proto::redact::Redacted;
 use tracing::debug;
 
 use super::super::error::ApiError;
 use super::super::extract::{ApiJson, ApiPath, ConfPath};
-use super::super::openapi::{AuthErrors, BodyErrors, ConferenceErrors};
+use super::super::openapi::{AuthErrors, BodyErrors, ConferenceBodyErrors, ConferenceErrors};
 use super::super::router::AppState;
-use super::track_out;
+use super::{receive_out, settings_in, settings_out, track_out};
 
 /// Lists all conferences with their endpoint counts.
 #[utoipa::path(
@@ -65,7 +66,14 @@ pub(crate) async fn create_conference(
             "the forwarder is shutting down and takes no new conferences",
         ));
     }
-    let id = st.shared.change(|m| m.create_conference(body.id))?;
+    let id = st.shared.change(|m| {
+        let (id, mut updates) = m.create_conference(body.id)?;
+        if let Some(s) = body.settings {
+            let ((), more) = m.set_conference_settings(&id, settings_in(s))?;
+            updates.extend(more);
+        }
+        Ok((id, updates))
+    })?;
     debug!(conf = %Redacted(&id), "conference created");
     Ok((StatusCode::CREATED, Json(Created { id })))
 }
@@ -103,14 +111,44 @@ pub(crate) async fn get_conference(
                     endpoint: s.endpoint,
                     track: s.track,
                     active,
+                    layer: s.layer,
+                    paused: s.paused,
                 })
                 .collect(),
+            receive: receive_out(e.receive),
         })
         .collect();
     Ok(Json(ConferenceState {
         id: info.id,
         endpoints,
+        settings: settings_out(info.settings),
+        dominant: info.dominant,
     }))
+}
+
+/// Sets what the forwarder chooses for the conference's receivers: speaker detection
+/// (on by default; off, no audio level is read and no speaker event sent), and default
+/// last-N and top-K audio. Takes effect at once (video switches at key frames).
+#[utoipa::path(
+    put,
+    path = "/v1/conferences/{conf}/settings",
+    tag = "conferences",
+    params(ConfPath),
+    request_body = ConferenceSettings,
+    responses(
+        (status = 204, description = "Set"),
+        ConferenceBodyErrors,
+    )
+)]
+pub(crate) async fn put_settings(
+    State(st): State<AppState>,
+    ApiPath(ConfPath { conf }): ApiPath<ConfPath>,
+    ApiJson(body): ApiJson<ConferenceSettings>,
+) -> Result<StatusCode, ApiError> {
+    st.shared
+        .change(|m| m.set_conference_settings(&conf, settings_in(body)))?;
+    debug!(conf = %Redacted(&conf), "conference settings set");
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Deletes a conference and all its endpoints; their media stops at once.

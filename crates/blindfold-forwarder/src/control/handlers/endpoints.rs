@@ -1,5 +1,6 @@
-//! `/v1/conferences/{conf}/endpoints[/{ep}[/address|/tracks|/subscriptions]]`: create and
-//! delete endpoints, declare a plain-RTP peer's address, replace tracks and subscriptions.
+//! `/v1/conferences/{conf}/endpoints[/{ep}[/address|/tracks|/subscriptions|/receive]]`:
+//! create and delete endpoints, declare a plain-RTP peer's address, replace tracks and
+//! subscriptions, set what the forwarder chooses for the endpoint (last-N, top-K, pins).
 //!
 //! Owns these operations' parsing and answers; must never log an address above debug
 //! level, and then only redacted.
@@ -10,8 +11,8 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use blindfold_control::{
-    AddressBody, Candidate, CreateEndpoint, EndpointCreated, ErrorBody, Ice, SubscriptionsBody,
-    TracksBody,
+    AddressBody, Candidate, CreateEndpoint, EndpointCreated, ErrorBody, Ice, ReceiveJson,
+    SubscriptionsBody, TracksBody,
 };
 use blindfold_proto::redact::Redacted;
 use tracing::debug;
@@ -20,7 +21,7 @@ use super::super::error::ApiError;
 use super::super::extract::{ApiJson, ApiPath, ConfPath, EndpointPath};
 use super::super::openapi::{ConferenceBodyErrors, EndpointBodyErrors, EndpointErrors};
 use super::super::router::AppState;
-use super::{subscription_in, track_in};
+use super::{receive_in, subscription_in, track_in};
 
 /// Adds an endpoint with fresh ICE credentials.
 #[utoipa::path(
@@ -117,7 +118,7 @@ pub(crate) async fn put_address(
         (status = 204, description = "Replaced"),
         EndpointBodyErrors,
         (status = 409, description = "An SSRC is owned by another endpoint of the conference", body = ErrorBody),
-        (status = 422, description = "Over a limit, duplicate track id or SSRC, or a track without SSRCs", body = ErrorBody),
+        (status = 422, description = "Over a limit, duplicate track id or SSRC, a track without SSRCs, an extension on the wrong kind of track or id 0, or simulcast without frame marking or with more than 4 layers", body = ErrorBody),
     )
 )]
 pub(crate) async fn put_tracks(
@@ -143,7 +144,7 @@ pub(crate) async fn put_tracks(
     responses(
         (status = 204, description = "Replaced"),
         EndpointBodyErrors,
-        (status = 422, description = "Over the limit, duplicate, or own track", body = ErrorBody),
+        (status = 422, description = "Over the limit, duplicate, own track, or a layer above 3", body = ErrorBody),
     )
 )]
 pub(crate) async fn put_subscriptions(
@@ -159,5 +160,31 @@ pub(crate) async fn put_subscriptions(
     st.shared
         .change(|m| m.set_subscriptions(&conf, &ep, subs))?;
     debug!(ep = %Redacted(&ep), "subscriptions replaced");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Sets what the forwarder chooses for this endpoint: last-N (video from the N most
+/// recent speakers, plus pins), top-K audio, and pins (endpoint ids, which need not exist
+/// yet). Absent values take the conference's (`PUT .../settings`).
+#[utoipa::path(
+    put,
+    path = "/v1/conferences/{conf}/endpoints/{ep}/receive",
+    tag = "endpoints",
+    params(EndpointPath),
+    request_body = ReceiveJson,
+    responses(
+        (status = 204, description = "Set"),
+        EndpointBodyErrors,
+        (status = 422, description = "Too many pins, a duplicate pin, or itself pinned", body = ErrorBody),
+    )
+)]
+pub(crate) async fn put_receive(
+    State(st): State<AppState>,
+    ApiPath(EndpointPath { conf, ep }): ApiPath<EndpointPath>,
+    ApiJson(body): ApiJson<ReceiveJson>,
+) -> Result<StatusCode, ApiError> {
+    st.shared
+        .change(|m| m.set_receive(&conf, &ep, receive_in(body)))?;
+    debug!(ep = %Redacted(&ep), "receive choices set");
     Ok(StatusCode::NO_CONTENT)
 }

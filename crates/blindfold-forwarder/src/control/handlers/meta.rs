@@ -86,6 +86,11 @@ fn control_gauges(shared: &Shared) -> String {
             "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
         ));
     }
+    let name = "blindfold_speaker_changes_total";
+    out.push_str(&format!(
+        "# HELP {name} Dominant-speaker changes decided, all conferences.\n# TYPE {name} counter\n{name} {}\n",
+        shared.speaker_changes.load(Ordering::Relaxed)
+    ));
     out
 }
 

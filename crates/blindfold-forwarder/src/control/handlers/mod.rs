@@ -1,5 +1,5 @@
-//! The control API's handlers, one file per resource: [`conferences`], [`endpoints`] and
-//! [`meta`] (document, metrics, health). Each parses its request with the wire types of
+//! The control API's handlers, one file per resource: [`conferences`], [`endpoints`],
+//! [`events`] (the speaker event stream) and [`meta`] (document, metrics, health). Each parses its request with the wire types of
 //! `blindfold-control`, asks the [`Model`](blindfold_proto::model::Model) through
 //! `Shared`, and answers with a wire type or an [`ApiError`](super::error::ApiError).
 //!
@@ -9,10 +9,13 @@
 
 pub(super) mod conferences;
 pub(super) mod endpoints;
+pub(super) mod events;
 pub(super) mod meta;
 
 use blindfold_control as wire;
-use blindfold_proto::model::{Subscription, Track, TrackKind};
+use blindfold_proto::model::{
+    ConferenceSettings, Receive, Subscription, Track, TrackExt, TrackKind,
+};
 
 /// The model's track from the wire's.
 pub(super) fn track_in(t: wire::TrackJson) -> Track {
@@ -24,6 +27,11 @@ pub(super) fn track_in(t: wire::TrackJson) -> Track {
             wire::TrackKind::Screen => TrackKind::Screen,
         },
         ssrcs: t.ssrcs,
+        ext: TrackExt {
+            audio_level: t.extensions.audio_level,
+            frame_marking: t.extensions.frame_marking,
+        },
+        simulcast: t.simulcast,
     }
 }
 
@@ -37,6 +45,11 @@ pub(super) fn track_out(t: Track) -> wire::TrackJson {
             TrackKind::Screen => wire::TrackKind::Screen,
         },
         ssrcs: t.ssrcs,
+        extensions: wire::TrackExtensions {
+            audio_level: t.ext.audio_level,
+            frame_marking: t.ext.frame_marking,
+        },
+        simulcast: t.simulcast,
     }
 }
 
@@ -45,5 +58,41 @@ pub(super) fn subscription_in(s: wire::SubscriptionJson) -> Subscription {
     Subscription {
         endpoint: s.endpoint,
         track: s.track,
+        layer: s.layer,
+        paused: s.paused,
+    }
+}
+
+/// The model's conference settings from the wire's, and back.
+pub(super) fn settings_in(s: wire::ConferenceSettings) -> ConferenceSettings {
+    ConferenceSettings {
+        speaker_detection: s.speaker_detection,
+        last_n: s.last_n,
+        top_k_audio: s.top_k_audio,
+    }
+}
+
+pub(super) fn settings_out(s: ConferenceSettings) -> wire::ConferenceSettings {
+    wire::ConferenceSettings {
+        speaker_detection: s.speaker_detection,
+        last_n: s.last_n,
+        top_k_audio: s.top_k_audio,
+    }
+}
+
+/// The model's receive choices from the wire's, and back.
+pub(super) fn receive_in(r: wire::ReceiveJson) -> Receive {
+    Receive {
+        last_n: r.last_n,
+        top_k_audio: r.top_k_audio,
+        pins: r.pins,
+    }
+}
+
+pub(super) fn receive_out(r: Receive) -> wire::ReceiveJson {
+    wire::ReceiveJson {
+        last_n: r.last_n,
+        top_k_audio: r.top_k_audio,
+        pins: r.pins,
     }
 }
