@@ -35,7 +35,7 @@
 //! bounded timeout and no conference lock held; one that fails K checks in a row is lost
 //! ([`crate::forwarders::Health`]) and gets no new calls. Each conference homed on it is
 //! moved: a live forwarder (least loaded) gets the conference, each member's endpoint
-//! (fresh ICE credentials) and its tracks, the conference's home switches there, and only
+//! (fresh ICE credentials), its tracks and receive choice, the home switches there, and only
 //! then is each member told (`moved`, with its new credentials and candidates) and its
 //! subscriptions pushed afresh. Tracks go first so the media a member sends as soon as it
 //! re-latches is not dropped as `ssrc_not_owned`. The members' MLS group is untouched:
@@ -138,6 +138,8 @@ struct Member {
     /// The video layer it asked for, and the one last pushed with its subscriptions.
     layer: Option<u8>,
     pushed_layer: Option<u8>,
+    /// What it last asked the forwarder to choose for it (re-applied after a move).
+    receive: Option<ReceiveJson>,
     /// A task is pushing this member's subscriptions.
     syncing: bool,
     out: Outbox,
@@ -482,6 +484,7 @@ impl Service {
                     pushed: Vec::new(),
                     layer: None,
                     pushed_layer: None,
+                    receive: None,
                     syncing: false,
                     out: out.clone(),
                 },
@@ -582,19 +585,20 @@ impl Service {
         };
         let mut total = 0;
         for round in 0..MOVE_ROUNDS {
-            let members: Vec<(String, Vec<Track>)> = {
+            type Moving = (String, Vec<Track>, Option<ReceiveJson>);
+            let members: Vec<Moving> = {
                 let st = conf.lock();
                 st.members
                     .iter()
                     .filter(|(_, m)| !Arc::ptr_eq(&m.fwd, &to))
-                    .map(|(id, m)| (id.clone(), m.info.tracks.clone()))
+                    .map(|(id, m)| (id.clone(), m.info.tracks.clone(), m.receive.clone()))
                     .collect()
             };
             if members.is_empty() {
                 break;
             }
             let mut created = HashMap::new();
-            for (pid, tracks) in &members {
+            for (pid, tracks, receive) in &members {
                 let ep = match to.create_endpoint(&conf.id, pid).await {
                     Ok(ep) => ep,
                     Err(e) => {
@@ -608,6 +612,11 @@ impl Service {
                         .await
                 {
                     tracing::warn!(error = %e, "setting a moved member's tracks failed");
+                }
+                if let Some(r) = receive
+                    && let Err(e) = to.set_receive(&conf.id, pid, r.clone()).await
+                {
+                    tracing::warn!(error = %e, "setting a moved member's choice failed");
                 }
                 created.insert(pid.clone(), ep);
             }
@@ -828,7 +837,7 @@ impl Service {
             top_k_audio: choice.top_k_audio,
             pins: choice.pins,
         };
-        home.set_receive(&conf.id, pid, wire)
+        home.set_receive(&conf.id, pid, wire.clone())
             .await
             .map_err(|e| match e.status() {
                 Some(400 | 422) => Refusal(ErrorCode::BadRequest, "receive choice refused".into()),
@@ -836,6 +845,7 @@ impl Service {
             })?;
         if let Some(me) = conf.lock().members.get_mut(pid) {
             me.layer = choice.layer;
+            me.receive = Some(wire);
         }
         sync(conf, pid);
         Ok(())
