@@ -6,31 +6,13 @@
 
 mod common;
 
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use blindfold::client::{Identity, Participant, ParticipantConfig};
 use common::signal::SignalProcess;
 use common::{Api, ServeProcess};
 
 const DEADLINE: Duration = Duration::from_secs(20);
-
-fn signal_process(pid: u32, sig: &str) {
-    let ok = Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .expect("kill runs")
-        .success();
-    assert!(ok, "kill {sig} {pid}");
-}
-
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + DEADLINE;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 #[test]
 fn a_stalled_forwarder_that_returns_loses_the_moved_call() {
@@ -57,18 +39,18 @@ fn a_stalled_forwarder_that_returns_loses_the_moved_call() {
     assert!(api_a.get(&conf).all_latched(2), "the call is on A");
 
     let pid = a.child.id();
-    signal_process(pid, "-STOP");
+    common::send_signal(pid, "-STOP");
     // SIGCONT on every path, so the drop's SIGKILL is not left waiting on a stopped child.
     struct Resume(u32);
     impl Drop for Resume {
         fn drop(&mut self) {
-            let _ = Command::new("kill")
+            let _ = std::process::Command::new("kill")
                 .args(["-CONT", &self.0.to_string()])
                 .status();
         }
     }
     let resume = Resume(pid);
-    wait_for("the move", || {
+    common::wait_until("the move", DEADLINE, || {
         signal.metric("blindfold_signal_moves_total") == Some(1)
             && ps.iter().all(|p| p.stats().moves == 1)
     });
@@ -80,7 +62,7 @@ fn a_stalled_forwarder_that_returns_loses_the_moved_call() {
             p.stats()
         );
     }
-    wait_for("both latched on B", || {
+    common::wait_until("both latched on B", DEADLINE, || {
         api_b
             .client()
             .conference(&conf)
@@ -88,7 +70,7 @@ fn a_stalled_forwarder_that_returns_loses_the_moved_call() {
     });
 
     drop(resume);
-    wait_for("the moved conference deleted on A", || {
+    common::wait_until("the moved conference deleted on A", DEADLINE, || {
         api_a
             .client()
             .list_conferences()

@@ -8,8 +8,7 @@
 
 mod common;
 
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use blindfold::client::{Identity, Participant, ParticipantConfig};
 use common::signal::SignalProcess;
@@ -17,27 +16,11 @@ use common::{Api, ServeProcess};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
-fn kill(sig: &str, pid: u32) {
-    let ok = Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "kill {sig}");
-}
-
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + DEADLINE;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// SIGCONT on drop, so a failing test does not leave the child stopped.
 struct Resume(u32);
 impl Drop for Resume {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
+        let _ = std::process::Command::new("kill")
             .args(["-CONT", &self.0.to_string()])
             .status();
     }
@@ -70,10 +53,10 @@ fn a_joiner_caught_by_a_move_is_not_stranded_on_the_old_forwarder() {
     let conf = ps[0].conference().to_hex();
     let api_b = Api::new(b.control);
 
-    kill("-STOP", a.child.id());
+    common::send_signal(a.child.id(), "-STOP");
     let resume = Resume(a.child.id());
     let joiner = spawn(2);
-    wait_for("the move", || {
+    common::wait_until("the move", DEADLINE, || {
         signal.metric("blindfold_signal_moves_total") == Some(1)
             && ps.iter().all(|p| p.stats().moves == 1)
     });
@@ -96,7 +79,7 @@ fn a_joiner_caught_by_a_move_is_not_stranded_on_the_old_forwarder() {
         }
     };
     let me = joiner.id().to_hex();
-    wait_for("the joiner latched on B", || {
+    common::wait_until("the joiner latched on B", DEADLINE, || {
         api_b
             .client()
             .conference(&conf)

@@ -276,6 +276,24 @@ pub fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
     false
 }
 
+/// Sends `sig` (for example `-STOP`, `-CONT`, `-KILL`) to process `pid` with kill(1).
+pub fn send_signal(pid: u32, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill {sig} {pid}");
+}
+
+/// Waits until `cond` holds; fails the test naming `what` once `within` has passed.
+pub fn wait_until(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A conference "c1" on `fwd`: endpoint "a" publishes track "mic" (SSRC 0xA1) and
 /// "cam" (SSRC 0xA2); "b" and "c" subscribe to both; "d" subscribes to nothing and
 /// publishes "mic" (SSRC 0xD1), to which "a" subscribes. All four are latched by STUN.
