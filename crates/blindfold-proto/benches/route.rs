@@ -30,7 +30,10 @@ use blindfold_proto::ext::{self, AudioLevel, FrameMarking};
 use blindfold_proto::route::{Router, RouterConfig, StunReply, Transmit};
 use blindfold_proto::select::{AudioRoute, Media, SelSub, VideoRoute};
 use blindfold_proto::table::{ConfRoutesBuilder, IceCreds, IngressLimits, Latch, Update};
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{
+    BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
+};
 
 const BATCH: usize = 32;
 const CONFERENCES: u32 = 256;
@@ -177,6 +180,37 @@ fn rtp(ssrc: u32, len: usize, kind: Kind, key: bool) -> Vec<u8> {
     p
 }
 
+/// The measured loop every group shares: route one batch, then the batch build (each
+/// transmit becomes the received bytes and a destination, what `sendmmsg` is given).
+fn measure(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    fanout: u32,
+    r: &mut Router,
+    batch: &[(Vec<u8>, SocketAddr)],
+    tx: &mut Vec<Transmit>,
+    reply: &mut StunReply,
+    mut now: Instant,
+) {
+    let mut send: Vec<(&[u8], SocketAddr)> = Vec::with_capacity(tx.capacity());
+    group.throughput(Throughput::Elements(BATCH as u64 * u64::from(fanout)));
+    group.bench_function(BenchmarkId::new("fanout", fanout), |b| {
+        b.iter(|| {
+            now += Duration::from_micros(10);
+            tx.clear();
+            for (i, (pkt, src)) in batch.iter().enumerate() {
+                black_box(r.handle(i as u16, pkt, *src, now, tx, reply));
+            }
+            send.clear();
+            send.extend(
+                tx.iter()
+                    .map(|t| (batch[usize::from(t.buf)].0.as_slice(), t.dst)),
+            );
+            assert_eq!(send.len(), BATCH * fanout as usize, "every copy routed");
+            black_box(&send);
+        })
+    });
+}
+
 fn bench(c: &mut Criterion, name: &str, kind: Kind) {
     let mut group = c.benchmark_group(name);
     for fanout in [1u32, 4, 16] {
@@ -190,7 +224,7 @@ fn bench(c: &mut Criterion, name: &str, kind: Kind) {
             .collect();
         let mut tx: Vec<Transmit> = Vec::with_capacity(BATCH * fanout as usize + BATCH);
         let mut reply = StunReply::new();
-        let mut now = start;
+        let now = start;
         if kind == Kind::Simulcast {
             // One key frame from every publisher puts its subscribers on the layer.
             for &ep in &publishers {
@@ -202,25 +236,7 @@ fn bench(c: &mut Criterion, name: &str, kind: Kind) {
             .iter()
             .map(|&ep| (rtp(ssrc(ep), 200, kind, false), addr(ep)))
             .collect();
-        let mut send: Vec<(&[u8], SocketAddr)> = Vec::with_capacity(tx.capacity());
-        group.throughput(Throughput::Elements(BATCH as u64 * u64::from(fanout)));
-        group.bench_function(BenchmarkId::new("fanout", fanout), |b| {
-            b.iter(|| {
-                now += Duration::from_micros(10);
-                tx.clear();
-                for (i, (pkt, src)) in batch.iter().enumerate() {
-                    black_box(r.handle(i as u16, pkt, *src, now, &mut tx, &mut reply));
-                }
-                // The batch build: each transmit becomes (received bytes, destination).
-                send.clear();
-                send.extend(
-                    tx.iter()
-                        .map(|t| (batch[usize::from(t.buf)].0.as_slice(), t.dst)),
-                );
-                assert_eq!(send.len(), BATCH * fanout as usize, "every copy routed");
-                black_box(&send);
-            })
-        });
+        measure(&mut group, fanout, &mut r, &batch, &mut tx, &mut reply, now);
     }
     group.finish();
 }
@@ -295,26 +311,15 @@ fn relay(c: &mut Criterion) {
             })
             .collect();
         let mut tx: Vec<Transmit> = Vec::with_capacity(BATCH * fanout as usize + BATCH);
-        let mut send: Vec<(&[u8], SocketAddr)> = Vec::with_capacity(tx.capacity());
-        let mut reply = StunReply::new();
-        let mut now = start;
-        group.throughput(Throughput::Elements(BATCH as u64 * u64::from(fanout)));
-        group.bench_function(BenchmarkId::new("fanout", fanout), |b| {
-            b.iter(|| {
-                now += Duration::from_micros(10);
-                tx.clear();
-                for (i, (pkt, src)) in batch.iter().enumerate() {
-                    black_box(r.handle(i as u16, pkt, *src, now, &mut tx, &mut reply));
-                }
-                send.clear();
-                send.extend(
-                    tx.iter()
-                        .map(|t| (batch[usize::from(t.buf)].0.as_slice(), t.dst)),
-                );
-                assert_eq!(send.len(), BATCH * fanout as usize, "every copy routed");
-                black_box(&send);
-            })
-        });
+        measure(
+            &mut group,
+            fanout,
+            &mut r,
+            &batch,
+            &mut tx,
+            &mut StunReply::new(),
+            start,
+        );
     }
     group.finish();
 }
