@@ -137,6 +137,7 @@ async fn join(
         client_ufrag: ice::random_ufrag(),
         consent_txid: None,
         relatch: false,
+        path_proven: false,
         outbox: Vec::new(),
         leaving: false,
         left: false,
@@ -253,6 +254,7 @@ async fn event_loop(
     loop {
         let deadline = session_deadline(eng);
         let sending = !eng.leaving;
+        let media = sending && eng.path_proven;
         // Biased: a signalling message that has arrived (tracks, membership, a commit) is
         // handled before the media it enables, which the forwarder only sends after it;
         // UDP comes last so its steady flow cannot starve the senders' timers.
@@ -273,9 +275,9 @@ async fn event_loop(
                     }
                 }
             }
-            _ = audio_tick.tick(), if eng.audio.is_some() && sending => eng.send_audio(sock).await,
-            _ = video_tick.tick(), if (eng.video.is_some() || eng.sel.sending()) && sending => eng.send_video(sock).await,
-            _ = sel_tick.tick(), if sending => eng.selective_tick(sock).await,
+            _ = audio_tick.tick(), if eng.audio.is_some() && media => eng.send_audio(sock).await,
+            _ = video_tick.tick(), if (eng.video.is_some() || eng.sel.sending()) && media => eng.send_video(sock).await,
+            _ = sel_tick.tick(), if media => eng.selective_tick(sock).await,
             _ = consent_tick.tick(), if sending => eng.refresh_consent(sock).await,
             _ = tokio::time::sleep_until(deadline) => eng.session.handle_timeout(eng.now()),
             cmd = cmds.recv() => match cmd {

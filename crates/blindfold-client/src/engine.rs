@@ -62,6 +62,10 @@ pub(crate) struct Engine {
     pub consent_txid: Option<[u8; 12]>,
     /// The call moved to another forwarder: latch there before sending on.
     pub relatch: bool,
+    /// The forwarder address has answered our check with the endpoint's pwd. Media goes
+    /// only to such an address: a `moved` naming one that never answers (a dead host, or
+    /// a victim a hostile signalling service chose) gets STUN checks and nothing more.
+    pub path_proven: bool,
     pub outbox: Vec<ClientMessage>,
     /// The leave was asked for: timers stop, nothing more is sent or counted as received.
     pub leaving: bool,
@@ -162,6 +166,7 @@ impl Engine {
                         self.client_ufrag = blindfold_proto::stun::random_ufrag();
                         self.consent_txid = None;
                         self.relatch = true;
+                        self.path_proven = false;
                         self.shared.lock().stats.moves += 1;
                     }
                     None => tracing::warn!("a move without a usable candidate"),

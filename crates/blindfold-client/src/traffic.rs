@@ -41,6 +41,7 @@ impl Engine {
                 } else if from == self.forwarder
                     && ice::parse_binding_success(&buf[..n], &txid, self.ice.pwd.as_bytes()).is_ok()
                 {
+                    self.path_proven = true;
                     return Ok(());
                 }
             }
@@ -178,6 +179,7 @@ impl Engine {
                 && ice::parse_binding_success(data, &txid, self.ice.pwd.as_bytes()).is_ok()
             {
                 self.consent_txid = None;
+                self.path_proven = true;
                 self.shared.lock().stats.consent_ok += 1;
             }
             return;
